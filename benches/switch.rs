@@ -1,0 +1,218 @@
+//! Forwarding throughput of one `switch::Network` with a 100k-entry MAC table.
+//!
+//! Each iteration pushes a pre-built ring of frames through `Network::forward` and
+//! copies every forwarded frame into the destination's `MemPort` (a simulated send),
+//! so the reported throughput is frames switched per second on one core.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use etherparse::PacketBuilder;
+use switch::{GATEWAY, Mac, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict};
+
+/// Learned MACs behind the uplinks.
+const LEARNED: u32 = 100_000;
+/// Uplink ports carrying the learned MACs.
+const UPLINKS: u32 = 4;
+/// Frames in the traffic ring; one benchmark iteration forwards all of them.
+const RING: usize = 4096;
+const GATEWAY_MAC: Mac = [0x02, 0x42, 0xff, 0xff, 0xff, 0xff];
+
+fn container_mac(id: u32) -> Mac {
+    let [_, a, b, c] = id.to_be_bytes();
+    [0x02, 0x42, 0, a, b, c]
+}
+
+fn container_ip(id: u32) -> [u8; 4] {
+    let [_, a, b, c] = id.to_be_bytes();
+    [10, a, b, c]
+}
+
+fn learned_mac(i: u32) -> Mac {
+    let [a, b, c, d] = i.to_be_bytes();
+    [0x02, 0x01, a, b, c, d]
+}
+
+/// Deterministic xorshift, so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(n)) as u32
+    }
+}
+
+fn udp_frame(src: Mac, dst: Mac, src_ip: [u8; 4], dst_ip: [u8; 4], size: usize) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src, dst)
+        .ipv4(src_ip, dst_ip, 64)
+        .udp(40000, 5201);
+    let payload = vec![0xab; size - builder.size(0)];
+    let mut frame = Vec::with_capacity(size);
+    builder.write(&mut frame, &payload).unwrap();
+    assert_eq!(frame.len(), size);
+    frame
+}
+
+/// A network of `containers` container ports, the gateway and the uplinks, with
+/// 100k learned MACs, plus one MemPort per port id.
+fn build(containers: u32, frame_size: usize) -> (Network, Vec<MemPort>) {
+    let mut config = NetworkConfig::new(GATEWAY_MAC);
+    config.mac_capacity = 131_072;
+    let mut net = Network::new(config);
+    for id in 1..=containers {
+        let role = PortRole::Container {
+            mac: container_mac(id),
+            ipv4: Ipv4Addr::from(container_ip(id)),
+        };
+        net.add_port(PortId(id), role).unwrap();
+    }
+    for u in 0..UPLINKS {
+        net.add_port(PortId(containers + 1 + u), PortRole::Uplink)
+            .unwrap();
+    }
+    for i in 0..LEARNED {
+        let uplink = PortId(containers + 1 + i % UPLINKS);
+        net.mac_table_mut().learn(learned_mac(i), uplink, 0);
+    }
+    assert_eq!(net.mac_table().len(), (LEARNED + containers + 1) as usize);
+    let ports = (0..=containers + UPLINKS)
+        .map(|_| MemPort::new(1, frame_size))
+        .collect();
+    (net, ports)
+}
+
+/// Frames from random containers to random known MACs: half containers, half learned.
+fn unicast_ring(containers: u32, frame_size: usize) -> Vec<(PortId, Vec<u8>)> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    (0..RING)
+        .map(|i| {
+            let src = 1 + rng.below(containers);
+            let (dst, dst_ip) = if i % 2 == 0 {
+                let mut dst = 1 + rng.below(containers);
+                if dst == src {
+                    dst = dst % containers + 1;
+                }
+                (container_mac(dst), container_ip(dst))
+            } else {
+                (learned_mac(rng.below(LEARNED)), [192, 0, 2, 1])
+            };
+            let frame = udp_frame(
+                container_mac(src),
+                dst,
+                container_ip(src),
+                dst_ip,
+                frame_size,
+            );
+            (PortId(src), frame)
+        })
+        .collect()
+}
+
+/// Forwards every frame of `ring` and copies it to its destination port(s).
+fn switch_ring(net: &mut Network, ports: &mut [MemPort], ring: &[(PortId, Vec<u8>)]) -> u64 {
+    let mut sent = 0;
+    for (ingress, frame) in ring {
+        match net.forward(*ingress, frame, 1) {
+            Verdict::Unicast(port) => {
+                let ok = ports[port.0 as usize].send(frame).is_ok();
+                net.count_tx(port, frame.len(), ok);
+                sent += 1;
+            }
+            Verdict::Flood => net.for_each_flood_target(*ingress, |port| {
+                let _ = ports[port.0 as usize].send(frame);
+                sent += 1;
+            }),
+            Verdict::Drop(_) => {}
+        }
+    }
+    sent
+}
+
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward");
+    group.throughput(Throughput::Elements(RING as u64));
+    for frame_size in [64, 1500] {
+        for containers in [2, 64, 1024] {
+            let (mut net, mut ports) = build(containers, frame_size);
+            let ring = unicast_ring(containers, frame_size);
+            // Every frame is a known unicast that passes anti-spoofing.
+            assert_eq!(switch_ring(&mut net, &mut ports, &ring), RING as u64);
+            let id = BenchmarkId::new(format!("{frame_size}B"), format!("{containers}ports"));
+            group.bench_function(id, |b| {
+                b.iter(|| black_box(switch_ring(&mut net, &mut ports, black_box(&ring))))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Broadcasts (ARP-like, 64 bytes) from containers: one copy per other port.
+fn flood(c: &mut Criterion) {
+    let mut group = c.benchmark_group("flood");
+    group.throughput(Throughput::Elements(RING as u64));
+    for containers in [2, 64] {
+        let (mut net, mut ports) = build(containers, 64);
+        let mut rng = Rng(7);
+        let ring: Vec<_> = (0..RING)
+            .map(|_| {
+                let src = 1 + rng.below(containers);
+                let frame = udp_frame(
+                    container_mac(src),
+                    [0xff; 6],
+                    container_ip(src),
+                    [10, 255, 255, 255],
+                    64,
+                );
+                (PortId(src), frame)
+            })
+            .collect();
+        let copies = u64::from(containers + UPLINKS) * RING as u64;
+        assert_eq!(switch_ring(&mut net, &mut ports, &ring), copies);
+        assert!(ports[GATEWAY.0 as usize].sent() > 0);
+        let id = BenchmarkId::new("64B", format!("{containers}ports"));
+        group.bench_function(id, |b| {
+            b.iter(|| black_box(switch_ring(&mut net, &mut ports, black_box(&ring))))
+        });
+    }
+    group.finish();
+}
+
+fn mac_lookup(c: &mut Criterion) {
+    let (net, _) = build(64, 64);
+    let mut rng = Rng(42);
+    let macs: Vec<Mac> = (0..RING)
+        .map(|i| match i % 8 {
+            0 => container_mac(1 + rng.below(64)),
+            7 => [0x02, 0x77, 0, 0, 0, (i % 256) as u8], // miss
+            _ => learned_mac(rng.below(LEARNED)),
+        })
+        .collect();
+    let mut group = c.benchmark_group("mac_table");
+    group.throughput(Throughput::Elements(RING as u64));
+    group.bench_function("mac_lookup_100k", |b| {
+        b.iter(|| {
+            let table = net.mac_table();
+            let mut hits = 0u32;
+            for mac in black_box(&macs) {
+                hits += u32::from(table.lookup(mac).is_some());
+            }
+            hits
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = forward, flood, mac_lookup
+}
+criterion_main!(benches);

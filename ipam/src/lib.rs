@@ -1,0 +1,26 @@
+//! Address management for vswitchd networks: the bookkeeping layer below the daemon.
+//!
+//! This crate is pure logic plus atomic on-disk persistence; it never touches the
+//! network. It validates user-supplied subnets ([`SubnetConfig`], [`parse_cidr`]),
+//! picks default subnets the way Docker does ([`next_free_subnet`]), leases
+//! container addresses ([`AddressPool`]), derives container MAC addresses
+//! ([`MacAddr::from_ipv4`]) and stores state as JSON without ever leaving a
+//! half-written file behind ([`save_json`], [`load_json`]).
+#![forbid(unsafe_code)]
+
+mod error;
+mod lease;
+mod mac;
+mod pool;
+mod store;
+mod subnet;
+
+pub use error::IpamError;
+pub use lease::AddressPool;
+pub use mac::{InvalidMac, MacAddr};
+pub use pool::{default_subnets, next_free_subnet};
+pub use store::{load_json, save_json, write_atomic};
+pub use subnet::{SubnetConfig, check_no_overlap, overlaps, parse_cidr};
+
+/// Re-exported so callers name the same subnet type as this crate.
+pub use ipnet::Ipv4Net;

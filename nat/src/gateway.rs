@@ -1,0 +1,348 @@
+//! The gateway endpoint: dispatches frames to the protocol handlers and counts outcomes.
+
+use std::net::Ipv4Addr;
+
+use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
+
+use crate::{arp, icmp};
+
+/// What the gateway did with the frames it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayCounters {
+    /// ARP requests for the gateway address that were answered.
+    pub arp_replies: u64,
+    /// ICMP echo requests to the gateway that were answered.
+    pub echo_replies: u64,
+    /// Frames that produced no reply (not for us, unsupported, malformed or no room).
+    pub ignored: u64,
+}
+
+/// The virtual gateway endpoint of one network.
+#[derive(Debug)]
+pub struct Gateway {
+    ip: Ipv4Addr,
+    mac: EthernetAddress,
+    counters: GatewayCounters,
+}
+
+impl Gateway {
+    /// Creates the gateway for `ip` answering from `mac`.
+    pub fn new(ip: Ipv4Addr, mac: [u8; 6]) -> Self {
+        Self {
+            ip,
+            mac: EthernetAddress(mac),
+            counters: GatewayCounters::default(),
+        }
+    }
+
+    /// The gateway's IPv4 address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The gateway's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac.0
+    }
+
+    /// Handles one Ethernet frame (no virtio header) that the switch delivered to the gateway (unicast to its MAC, or broadcast/multicast).
+    /// If the gateway answers, writes the complete reply Ethernet frame into `out` and returns Some(len). Never allocates, never panics on malformed input.
+    pub fn on_frame(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        let reply = EthernetFrame::new_checked(frame)
+            .ok()
+            .and_then(|eth| match eth.ethertype() {
+                EthernetProtocol::Arp => arp::answer(self.ip, self.mac, &eth, out)
+                    .inspect(|_| self.counters.arp_replies += 1),
+                EthernetProtocol::Ipv4 => icmp::answer(self.ip, self.mac, &eth, out)
+                    .inspect(|_| self.counters.echo_replies += 1),
+                _ => None,
+            });
+        if reply.is_none() {
+            self.counters.ignored += 1;
+        }
+        reply
+    }
+
+    /// What the gateway has done so far.
+    pub fn counters(&self) -> &GatewayCounters {
+        &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{
+        ArpEthIpv4Packet, ArpOperation, EtherType, Icmpv4Type, LinkSlice, NetSlice, PacketBuilder,
+        SlicedPacket, TransportSlice,
+    };
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
+
+    const GW_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+    const GW_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0x00, 0x01];
+    const C1_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+    const C1_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0x00, 0x02];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn gateway() -> Gateway {
+        Gateway::new(GW_IP, GW_MAC)
+    }
+
+    fn arp_frame(eth_dst: [u8; 6], op: ArpOperation, target_ip: Ipv4Addr) -> Vec<u8> {
+        let arp = ArpEthIpv4Packet {
+            operation: op,
+            sender_mac: C1_MAC,
+            sender_ipv4: C1_IP.octets(),
+            target_mac: [0; 6],
+            target_ipv4: target_ip.octets(),
+        };
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(C1_MAC, eth_dst)
+            .arp(arp.into())
+            .write(&mut v)
+            .unwrap();
+        v
+    }
+
+    fn ping_frame(eth_dst: [u8; 6], dst_ip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(C1_MAC, eth_dst)
+            .ipv4(C1_IP.octets(), dst_ip.octets(), 17)
+            .icmpv4_echo_request(0x1234, 7)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn run(gw: &mut Gateway, frame: &[u8]) -> Option<Vec<u8>> {
+        let mut out = [0u8; 2048];
+        gw.on_frame(frame, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    #[test]
+    fn arp_request_for_gateway_is_answered() {
+        let mut gw = gateway();
+        let reply = run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, GW_IP)).unwrap();
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!("no ethernet header")
+        };
+        assert_eq!(eth.source(), GW_MAC);
+        assert_eq!(eth.destination(), C1_MAC);
+        assert_eq!(eth.ether_type(), EtherType::ARP);
+        let Some(NetSlice::Arp(arp)) = &p.net else {
+            panic!("no ARP payload")
+        };
+        let arp = arp.to_packet().try_eth_ipv4().unwrap();
+        assert_eq!(arp.operation, ArpOperation::REPLY);
+        assert_eq!(arp.sender_mac, GW_MAC);
+        assert_eq!(arp.sender_ipv4_addr(), GW_IP);
+        assert_eq!(arp.target_mac, C1_MAC);
+        assert_eq!(arp.target_ipv4_addr(), C1_IP);
+        assert_eq!(gw.counters().arp_replies, 1);
+        assert_eq!(gw.counters().ignored, 0);
+    }
+
+    #[test]
+    fn unicast_arp_refresh_is_answered() {
+        let mut gw = gateway();
+        assert!(run(&mut gw, &arp_frame(GW_MAC, ArpOperation::REQUEST, GW_IP)).is_some());
+    }
+
+    #[test]
+    fn other_arp_is_ignored() {
+        let mut gw = gateway();
+        let other = Ipv4Addr::new(172, 18, 0, 3);
+        assert_eq!(
+            run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, other)),
+            None
+        );
+        assert_eq!(
+            run(&mut gw, &arp_frame(BCAST, ArpOperation::REPLY, GW_IP)),
+            None
+        );
+        // Unicast to somebody else's MAC is not ours to answer.
+        assert_eq!(
+            run(&mut gw, &arp_frame(C1_MAC, ArpOperation::REQUEST, GW_IP)),
+            None
+        );
+        assert_eq!(gw.counters().arp_replies, 0);
+        assert_eq!(gw.counters().ignored, 3);
+    }
+
+    #[test]
+    fn ping_to_gateway_gets_valid_echo_reply() {
+        let mut gw = gateway();
+        let payload: Vec<u8> = (0..56u8).collect();
+        let reply = run(&mut gw, &ping_frame(GW_MAC, GW_IP, &payload)).unwrap();
+
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!("no ethernet header")
+        };
+        assert_eq!(eth.source(), GW_MAC);
+        assert_eq!(eth.destination(), C1_MAC);
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("no IPv4 header")
+        };
+        let hdr = ip.header();
+        assert_eq!(hdr.source_addr(), GW_IP);
+        assert_eq!(hdr.destination_addr(), C1_IP);
+        assert_eq!(hdr.ttl(), 64);
+        assert!(!hdr.more_fragments());
+        assert_eq!(
+            hdr.header_checksum(),
+            hdr.to_header().calc_header_checksum(),
+            "IPv4 header checksum"
+        );
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+            panic!("no ICMP")
+        };
+        let Icmpv4Type::EchoReply(echo) = icmp.icmp_type() else {
+            panic!("not an echo reply: {:?}", icmp.icmp_type())
+        };
+        assert_eq!((echo.id, echo.seq), (0x1234, 7));
+        assert_eq!(icmp.payload(), &payload[..]);
+        assert_eq!(
+            icmp.checksum(),
+            icmp.icmp_type().calc_checksum(icmp.payload()),
+            "ICMP checksum"
+        );
+
+        // Independent check with smoltcp's verifying parser.
+        let caps = ChecksumCapabilities::default();
+        let ipp = Ipv4Packet::new_checked(&reply[14..]).unwrap();
+        assert!(Ipv4Repr::parse(&ipp, &caps).is_ok());
+        let icmpp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+        assert!(matches!(
+            Icmpv4Repr::parse(&icmpp, &caps),
+            Ok(Icmpv4Repr::EchoReply {
+                ident: 0x1234,
+                seq_no: 7,
+                ..
+            })
+        ));
+        assert_eq!(reply.len(), 14 + 20 + 8 + payload.len());
+        assert_eq!(gw.counters().echo_replies, 1);
+    }
+
+    #[test]
+    fn ping_not_for_gateway_is_ignored() {
+        let mut gw = gateway();
+        let other = Ipv4Addr::new(8, 8, 8, 8);
+        assert_eq!(run(&mut gw, &ping_frame(GW_MAC, other, b"hi")), None);
+        // Right IP, but broadcast Ethernet destination.
+        assert_eq!(run(&mut gw, &ping_frame(BCAST, GW_IP, b"hi")), None);
+        assert_eq!(gw.counters().echo_replies, 0);
+        assert_eq!(gw.counters().ignored, 2);
+    }
+
+    #[test]
+    fn bad_checksums_fragments_and_replies_are_ignored() {
+        let mut gw = gateway();
+        let good = ping_frame(GW_MAC, GW_IP, b"abcdefgh");
+        assert!(run(&mut gw, &good).is_some());
+
+        let mut bad_ip = good.clone();
+        bad_ip[14 + 10] ^= 0xff; // IPv4 header checksum
+        assert_eq!(run(&mut gw, &bad_ip), None);
+
+        let mut bad_icmp = good.clone();
+        *bad_icmp.last_mut().unwrap() ^= 0xff; // payload no longer matches ICMP checksum
+        assert_eq!(run(&mut gw, &bad_icmp), None);
+
+        let mut frag = good.clone();
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut frag[14..]);
+            ip.set_more_frags(true);
+            ip.fill_checksum();
+        }
+        assert_eq!(run(&mut gw, &frag), None);
+
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(C1_MAC, GW_MAC)
+            .ipv4(C1_IP.octets(), GW_IP.octets(), 64)
+            .icmpv4_echo_reply(1, 1)
+            .write(&mut v, b"x")
+            .unwrap();
+        assert_eq!(run(&mut gw, &v), None);
+
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2(C1_MAC, GW_MAC)
+            .ipv6([0xfe; 16], [0xfd; 16], 64)
+            .icmpv6_echo_request(1, 1)
+            .write(&mut v6, b"x")
+            .unwrap();
+        assert_eq!(run(&mut gw, &v6), None);
+
+        assert_eq!(gw.counters().echo_replies, 1);
+        assert_eq!(gw.counters().ignored, 5);
+    }
+
+    #[test]
+    fn small_output_buffer_yields_none() {
+        let mut gw = gateway();
+        let ping = ping_frame(GW_MAC, GW_IP, &[0u8; 100]);
+        let mut out = [0u8; 14 + 20 + 8 + 99];
+        assert_eq!(gw.on_frame(&ping, &mut out), None);
+        let mut out = [0u8; 14 + 20 + 8 + 100];
+        assert_eq!(gw.on_frame(&ping, &mut out), Some(out.len()));
+
+        let arp = arp_frame(BCAST, ArpOperation::REQUEST, GW_IP);
+        let mut out = [0u8; 41];
+        assert_eq!(gw.on_frame(&arp, &mut out), None);
+    }
+
+    #[test]
+    fn truncated_frames_are_ignored_without_panic() {
+        let mut gw = gateway();
+        let mut pad = arp_frame(BCAST, ArpOperation::REQUEST, GW_IP);
+        pad.resize(60, 0);
+        for frame in [
+            arp_frame(BCAST, ArpOperation::REQUEST, GW_IP),
+            ping_frame(GW_MAC, GW_IP, &[0xab; 32]),
+        ] {
+            assert!(run(&mut gw, &frame).is_some());
+            for n in 0..frame.len().min(60) {
+                assert_eq!(run(&mut gw, &frame[..n]), None, "prefix of {n} bytes");
+            }
+        }
+        // Ethernet padding after a complete ARP packet is fine.
+        assert!(run(&mut gw, &pad).is_some());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut gw = gateway();
+        let valid = [
+            arp_frame(BCAST, ArpOperation::REQUEST, GW_IP),
+            ping_frame(GW_MAC, GW_IP, &[7; 24]),
+        ];
+        let mut out = [0u8; 2048];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut frame = valid[(rand() % 2) as usize].clone();
+            // Flip a few random bytes, then maybe cut.
+            for _ in 0..(rand() % 4 + 1) {
+                let i = (rand() as usize) % frame.len();
+                frame[i] = rand() as u8;
+            }
+            let cut = (rand() as usize) % (frame.len() + 1);
+            let _ = gw.on_frame(&frame[..cut], &mut out);
+        }
+        // Pure noise of every length up to 60 bytes.
+        for len in 0..=60 {
+            let noise: Vec<u8> = (0..len).map(|_| rand() as u8).collect();
+            let _ = gw.on_frame(&noise, &mut out);
+        }
+        let c = gw.counters();
+        assert_eq!(c.arp_replies + c.echo_replies + c.ignored, 20_000 + 61);
+    }
+}

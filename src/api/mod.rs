@@ -1,0 +1,76 @@
+//! The control API: HTTP/JSON over the daemon's unix socket (see [`types`] for the contract).
+//!
+//! Handlers lock the daemon's control-plane state for the duration of one operation; the
+//! data path threads never take that lock, so traffic is not stalled by API calls.
+
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::Mutex;
+
+use crate::daemon::Daemon;
+use crate::error::Error;
+use types::{
+    Connect, Created, Disconnect, EndpointInspect, NetworkCreate, NetworkInspect, NetworkSummary,
+};
+
+/// The daemon as shared by the handlers.
+pub type Shared = Arc<Mutex<Daemon>>;
+
+/// Builds the router for the endpoints listed in [`types`].
+pub fn router(daemon: Shared) -> Router {
+    Router::new()
+        .route("/_ping", get(|| async { "OK" }))
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/{name}", get(inspect).delete(remove))
+        .route("/networks/{name}/connect", post(connect))
+        .route("/networks/{name}/disconnect", post(disconnect))
+        .with_state(daemon)
+}
+
+async fn list(State(d): State<Shared>) -> Json<Vec<NetworkSummary>> {
+    Json(d.lock().await.list())
+}
+
+async fn create(
+    State(d): State<Shared>,
+    Json(req): Json<NetworkCreate>,
+) -> Result<(StatusCode, Json<Created>), Error> {
+    let id = d.lock().await.create_network(req)?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+async fn inspect(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<NetworkInspect>, Error> {
+    Ok(Json(d.lock().await.inspect(&name).await?))
+}
+
+async fn remove(State(d): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, Error> {
+    d.lock().await.remove_network(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn connect(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+    Json(req): Json<Connect>,
+) -> Result<Json<EndpointInspect>, Error> {
+    Ok(Json(d.lock().await.connect(&name, req).await?))
+}
+
+async fn disconnect(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+    Json(req): Json<Disconnect>,
+) -> Result<StatusCode, Error> {
+    d.lock().await.disconnect(&name, &req.container).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

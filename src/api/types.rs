@@ -1,0 +1,231 @@
+//! The JSON contract between `vswitchd` and its clients, defined once.
+//!
+//! Requests use `PascalCase` field names, as Docker's Engine API does, and refuse unknown
+//! fields. `network inspect` returns [`NetworkInspect`], shaped like `docker network inspect`
+//! plus our own fields (`Gateway`, per-endpoint `Interface`, `Netns`, `Status`, `Counters`).
+//!
+//! Endpoints (HTTP/1.1 over the daemon's unix socket, `curl --unix-socket` works):
+//! - `GET /_ping` → `"OK"`
+//! - `GET /networks` → `[NetworkSummary]`
+//! - `POST /networks/create` [`NetworkCreate`] → [`Created`]
+//! - `GET /networks/{name}` → [`NetworkInspect`]
+//! - `DELETE /networks/{name}` → 204
+//! - `POST /networks/{name}/connect` [`Connect`] → [`EndpointInspect`]
+//! - `POST /networks/{name}/disconnect` [`Disconnect`] → 204
+//!
+//! Errors: a non-2xx status with [`ErrorBody`].
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Request body of `POST /networks/create`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct NetworkCreate {
+    /// Network name: 1–64 of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    pub name: String,
+    /// Subnet in CIDR form; default: the next free subnet of Docker's default pools.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Gateway address; default: the subnet's first host address.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Sub-range (CIDR) from which addresses are allocated; default: the whole subnet.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// No NAT in either direction (NAT arrives with the NAT issue; stored now).
+    #[serde(default)]
+    pub internal: bool,
+    /// Driver options: `icc` (or `com.docker.network.bridge.enable_icc`) = `true|false`,
+    /// `mtu` (or `com.docker.network.driver.mtu`) = 68..=65520.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Link MTU for the network's endpoints; default: the daemon's `--mtu` (1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// Reply of a create.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Created {
+    /// The new network's id (64 hex digits).
+    pub id: String,
+}
+
+/// One row of `GET /networks`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSummary {
+    /// Network id.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// Always `vswitch`.
+    pub driver: String,
+    /// Always `local`.
+    pub scope: String,
+    /// Subnet in CIDR form.
+    pub subnet: String,
+    /// Number of attached endpoints.
+    pub endpoints: usize,
+}
+
+/// `docker network inspect`-shaped description of a network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInspect {
+    /// Network name.
+    pub name: String,
+    /// Network id.
+    pub id: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Always `local`.
+    pub scope: String,
+    /// Always `vswitch`.
+    pub driver: String,
+    /// Always false (IPv6 is not served yet).
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Address management.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// No NAT for this network.
+    pub internal: bool,
+    /// Always true: containers connect at any time.
+    pub attachable: bool,
+    /// Attached endpoints by endpoint id.
+    pub containers: BTreeMap<String, EndpointInspect>,
+    /// Driver options in Docker's spelling.
+    pub options: BTreeMap<String, String>,
+    /// Labels (none yet).
+    pub labels: BTreeMap<String, String>,
+    /// Our own: the gateway endpoint.
+    pub gateway: GatewayInspect,
+    /// Our own: number of entries in the switch's MAC table.
+    pub mac_table_entries: usize,
+}
+
+/// The IPAM section of an inspect.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    /// Always `default`.
+    pub driver: String,
+    /// One entry per subnet.
+    pub config: Vec<IpamConfig>,
+}
+
+/// One subnet of a network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    /// Subnet in CIDR form.
+    pub subnet: String,
+    /// Gateway address.
+    pub gateway: String,
+    /// Allocation range, when restricted.
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+}
+
+/// The gateway as seen in an inspect.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GatewayInspect {
+    /// Gateway IPv4 address.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// Gateway MAC.
+    pub mac_address: String,
+    /// ARP replies sent.
+    pub arp_replies: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+    /// Frames for the gateway that it did not answer.
+    pub ignored: u64,
+    /// The gateway's switch port counters.
+    pub counters: PortCountersView,
+}
+
+/// Request body of `POST /networks/{name}/connect`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Connect {
+    /// The container's network namespace: a path (`/run/netns/NAME`, `/proc/PID/ns/net`) or a
+    /// PID.
+    pub container: String,
+    /// Endpoint name, unique in the network; default: the namespace's file name or `pid-N`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Static address inside the subnet; default: the next free one.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// MAC address; default: 02:42 followed by the IPv4 address.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// Request body of `POST /networks/{name}/disconnect`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Disconnect {
+    /// Endpoint name or id.
+    pub container: String,
+}
+
+/// One endpoint in an inspect.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointInspect {
+    /// Endpoint name.
+    pub name: String,
+    /// Endpoint id.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// MAC address.
+    pub mac_address: String,
+    /// Address with prefix length, e.g. `172.18.0.2/16`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// Always empty (IPv6 comes later).
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+    /// Our own: the namespace file the endpoint was attached through.
+    pub netns: String,
+    /// Our own: interface name inside the container.
+    pub interface: String,
+    /// Our own: `attached`, or `lost: <why>` when a restarted daemon could not re-open it.
+    pub status: String,
+    /// Our own: switch port counters.
+    pub counters: PortCountersView,
+}
+
+/// Per-port counters as shown to users.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortCountersView {
+    /// Frames received from the port.
+    pub rx_frames: u64,
+    /// Bytes received from the port.
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_frames: u64,
+    /// Bytes sent to the port.
+    pub tx_bytes: u64,
+    /// Frames the port's device refused.
+    pub tx_errors: u64,
+    /// Dropped frames received from the port, by reason (only non-zero reasons).
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Body of every error reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorBody {
+    /// One line: what failed, the value at fault, why.
+    pub message: String,
+}

@@ -1,0 +1,145 @@
+//! `vswitchd`: the daemon. Parses flags, starts [`vswitchd::daemon::Daemon`], serves the API
+//! until SIGTERM/SIGINT.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use vswitchd::daemon::{Config, DEFAULT_MTU, DEFAULT_NETWORK, Daemon};
+
+/// Rootless userspace virtual switch: Docker-style bridge networks for containers, served
+/// from one unprivileged process. Runs in the foreground; `vswitchctl` talks to it.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Serve this network, creating it if it is new (with SUBNET, or the next free subnet of
+    /// Docker's default pools). Repeatable. With none given, "bridge" 172.17.0.0/16 is served.
+    /// Networks already in the state directory are always served.
+    #[arg(long = "network", value_name = "NAME[=SUBNET]")]
+    networks: Vec<String>,
+    /// State directory [default: $XDG_STATE_HOME/vswitchd, or /var/lib/vswitchd as root].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// API socket [default: $XDG_RUNTIME_DIR/vswitchd.sock, or /run/vswitchd.sock as root].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Default MTU of new networks.
+    #[arg(long, default_value_t = DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65520))]
+    mtu: u32,
+}
+
+fn main() {
+    // The netns helper must run before any thread exists (setns into a user namespace).
+    if std::env::args_os().nth(1).as_deref() == Some(netns_helper::HELPER_ARG.as_ref()) {
+        netns_helper::helper_main();
+    }
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VSWITCHD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(args) {
+        eprintln!("vswitchd: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let state_dir = args.state_dir.unwrap_or_else(vswitchd::paths::state_dir);
+    let socket = args.socket.unwrap_or_else(vswitchd::paths::socket);
+    let mut wanted = Vec::new();
+    for spec in &args.networks {
+        let (name, subnet) = match spec.split_once('=') {
+            Some((n, s)) => (n.to_string(), Some(s.to_string())),
+            None => (spec.clone(), None),
+        };
+        wanted.push((name, subnet));
+    }
+    if wanted.is_empty() {
+        wanted.push((
+            DEFAULT_NETWORK.0.to_string(),
+            Some(DEFAULT_NETWORK.1.to_string()),
+        ));
+    }
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    let _lock = lock_state_dir(&state_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = bind(&socket)?;
+        let config = Config {
+            state_dir,
+            mtu: args.mtu,
+            helper_exe: std::env::current_exe().context("cannot find own executable")?,
+        };
+        let daemon = Daemon::start(config, &wanted).await?;
+        let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+        tracing::info!(socket = %socket.display(), "vswitchd ready");
+        let app = vswitchd::api::router(shared.clone());
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        let _ = std::fs::remove_file(&socket);
+        drop(shared);
+        served.context("API server failed")
+    })
+}
+
+/// Holds an exclusive lock on the state directory so two daemons never share it.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "state directory {} is in use by another vswitchd",
+            dir.display()
+        )
+    })
+}
+
+/// Binds the API socket, replacing a stale file left by a crash but never a live daemon's.
+fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            anyhow::bail!(
+                "another vswitchd is already serving {} (stop it or use --socket)",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+        tracing::info!(socket = %socket.display(), "removed stale socket");
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", socket.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down; containers keep their interfaces for the next start");
+}

@@ -1,0 +1,294 @@
+//! `vswitchctl`'s verbs (mirroring `docker network ...`) and their output.
+//!
+//! Exit codes: 0 success; 1 the daemon refused the request (bad input, unknown name, conflict);
+//! 2 usage error; 3 the daemon is not running or not reachable. `run` exits with the
+//! command's status, or 125 when vswitchctl itself failed (as `docker run` does).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::types::{Connect, Disconnect, NetworkCreate, NetworkInspect, NetworkSummary};
+use crate::client::{Client, ClientError};
+
+/// The daemon refused the request.
+pub const EXIT_REFUSED: i32 = 1;
+/// The daemon is not running or not reachable.
+pub const EXIT_NO_DAEMON: i32 = 3;
+/// `run` failed before or around the command.
+pub const EXIT_RUN_FAILED: i32 = 125;
+
+/// Control a running vswitchd: networks, container attachments, commands in attached
+/// namespaces.
+///
+/// Exit codes: 0 ok, 1 request refused, 2 usage error, 3 daemon not running; `run` returns
+/// the command's status (125 if vswitchctl itself failed).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// The daemon's API socket [default: $XDG_RUNTIME_DIR/vswitchd.sock, or
+    /// /run/vswitchd.sock as root].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level verbs.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage networks and attachments.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Run a command in a fresh user+net namespace attached to networks; detach when it exits
+    /// and return its exit status.
+    Run(RunArgs),
+}
+
+/// `vswitchctl network ...`
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only print network ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show networks as JSON (shaped like `docker network inspect`, with counters).
+    Inspect {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while containers are connected).
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Attach a container (its network namespace) to a network: eth0, eth1, ... appears in it.
+    Connect(ConnectArgs),
+    /// Detach a container from a network: its interface is removed and its address freed.
+    Disconnect {
+        /// Network name.
+        network: String,
+        /// Endpoint name (or id) given at connect.
+        name: String,
+    },
+}
+
+/// `network create` flags.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Subnet in CIDR form [default: next free of 172.17-31.0.0/16, 192.168.N.0/20].
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Gateway address [default: first address of the subnet].
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Allocate container addresses from this sub-range only.
+    #[arg(long, value_name = "CIDR")]
+    pub ip_range: Option<String>,
+    /// Internal network: no NAT to or from the outside.
+    #[arg(long)]
+    pub internal: bool,
+    /// Driver option KEY=VALUE: icc=false (no container-to-container traffic), mtu=N.
+    #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+    pub opts: Vec<String>,
+    /// Link MTU of the network's interfaces [default: the daemon's --mtu].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65520))]
+    pub mtu: Option<u32>,
+    /// Network name.
+    pub name: String,
+}
+
+/// `network connect` flags.
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// Network name.
+    pub network: String,
+    /// The container: a PID, /proc/PID/ns/net, or /run/netns/NAME.
+    pub netns: String,
+    /// Endpoint name, unique on the network [default: the netns file name, or pid-PID].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Static address [default: next free address].
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<Ipv4Addr>,
+    /// MAC address [default: 02:42 + the IPv4 address].
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+}
+
+/// `run` flags.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Networks to attach to, in order (the first gets eth0 and the default route)
+    /// [default: bridge].
+    #[arg(long = "network", value_name = "NETWORK")]
+    pub networks: Vec<String>,
+    /// Endpoint name [default: run-PID].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Static address on the first network.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<Ipv4Addr>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+/// Prints a one-line error and returns the exit code for it.
+pub fn report(e: &ClientError) -> i32 {
+    eprintln!("error: {e}");
+    match e {
+        ClientError::NotRunning { .. } => EXIT_NO_DAEMON,
+        _ => EXIT_REFUSED,
+    }
+}
+
+/// Runs a `network` verb; returns the exit code.
+pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
+    match cmd {
+        NetworkCmd::Create(a) => {
+            let mut options = BTreeMap::new();
+            for o in &a.opts {
+                match o.split_once('=') {
+                    Some((k, v)) => {
+                        options.insert(k.to_string(), v.to_string());
+                    }
+                    None => {
+                        eprintln!("error: invalid option {o:?}: expected KEY=VALUE");
+                        return 2;
+                    }
+                }
+            }
+            let req = NetworkCreate {
+                name: a.name,
+                subnet: a.subnet,
+                gateway: a.gateway,
+                ip_range: a.ip_range,
+                internal: a.internal,
+                options,
+                mtu: a.mtu,
+            };
+            match client.post("/networks/create", &req).await {
+                Ok(body) => {
+                    let id = serde_json::from_slice::<crate::api::types::Created>(&body)
+                        .map(|c| c.id)
+                        .unwrap_or_default();
+                    println!("{id}");
+                    0
+                }
+                Err(e) => report(&e),
+            }
+        }
+        NetworkCmd::Ls { quiet } => match client.get::<Vec<NetworkSummary>>("/networks").await {
+            Ok(list) => {
+                print_table(&list, quiet);
+                0
+            }
+            Err(e) => report(&e),
+        },
+        NetworkCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            let mut code = 0;
+            for n in &names {
+                match client
+                    .get::<NetworkInspect>(&format!("/networks/{n}"))
+                    .await
+                {
+                    Ok(i) => out.push(i),
+                    Err(e) => code = code.max(report(&e)),
+                }
+            }
+            if !out.is_empty() || code == 0 {
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            }
+            code
+        }
+        NetworkCmd::Rm { names } => {
+            let mut code = 0;
+            for n in &names {
+                match client.delete(&format!("/networks/{n}")).await {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => code = code.max(report(&e)),
+                }
+            }
+            code
+        }
+        NetworkCmd::Connect(a) => {
+            let req = Connect {
+                container: a.netns,
+                name: a.name,
+                ip: a.ip,
+                mac: a.mac,
+            };
+            match client
+                .post(&format!("/networks/{}/connect", a.network), &req)
+                .await
+            {
+                Ok(body) => {
+                    if let Ok(ep) =
+                        serde_json::from_slice::<crate::api::types::EndpointInspect>(&body)
+                    {
+                        println!(
+                            "{} {} {} {}",
+                            ep.name, ep.interface, ep.ipv4_address, ep.mac_address
+                        );
+                    }
+                    0
+                }
+                Err(e) => report(&e),
+            }
+        }
+        NetworkCmd::Disconnect { network, name } => {
+            let req = Disconnect { container: name };
+            match client
+                .post(&format!("/networks/{network}/disconnect"), &req)
+                .await
+            {
+                Ok(_) => 0,
+                Err(e) => report(&e),
+            }
+        }
+    }
+}
+
+/// `docker network ls`-style table: Go tabwriter(minwidth 10, padding 3) equivalent.
+fn print_table(list: &[NetworkSummary], quiet: bool) {
+    let stdout = std::io::stdout();
+    if quiet {
+        let mut out = stdout.lock();
+        for n in list {
+            let _ = writeln!(out, "{}", &n.id[..n.id.len().min(12)]);
+        }
+        return;
+    }
+    let mut tw = tabwriter::TabWriter::new(stdout.lock())
+        .minwidth(7)
+        .padding(3);
+    let _ = writeln!(tw, "NETWORK ID\tNAME\tDRIVER\tSCOPE\tSUBNET\tENDPOINTS");
+    for n in list {
+        let _ = writeln!(
+            tw,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            &n.id[..n.id.len().min(12)],
+            n.name,
+            n.driver,
+            n.scope,
+            n.subnet,
+            n.endpoints
+        );
+    }
+    let _ = tw.flush();
+}

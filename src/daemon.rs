@@ -1,0 +1,742 @@
+//! The composition root: loads state, runs one data path per network, re-attaches endpoints
+//! after a restart, and carries out the control-plane operations the API exposes.
+//!
+//! Every operation validates first, then acts, then persists; a failure at any step undoes
+//! the earlier ones, so a refused request changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
+use nat::Gateway;
+use netns_helper::{AttachSpec, NsId, Reply, Request};
+use switch::{NetworkConfig, PortId, PortRole};
+
+use crate::api::types::{
+    Connect, EndpointInspect, GatewayInspect, Ipam, IpamConfig, NetworkCreate, NetworkInspect,
+    NetworkSummary, PortCountersView,
+};
+use crate::datapath::{Datapath, Snapshot};
+use crate::error::Error;
+use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
+
+/// Default link MTU.
+pub const DEFAULT_MTU: u32 = 1500;
+/// The network served when the daemon is given none.
+pub const DEFAULT_NETWORK: (&str, &str) = ("bridge", "172.17.0.0/16");
+
+/// Daemon settings (from the command line).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where `state.json` lives.
+    pub state_dir: PathBuf,
+    /// Default MTU of new networks.
+    pub mtu: u32,
+    /// The binary re-executed as the netns helper.
+    pub helper_exe: PathBuf,
+}
+
+/// A network being served: its data path and the port of each attached endpoint.
+struct Live {
+    datapath: Datapath,
+    /// Endpoint id → port, for endpoints whose TAP is open.
+    ports: HashMap<String, PortId>,
+    /// Endpoint id → why it could not be re-attached after a restart.
+    lost: HashMap<String, String>,
+    next_port: u32,
+}
+
+/// The daemon's control-plane state.
+pub struct Daemon {
+    config: Config,
+    state: State,
+    live: HashMap<String, Live>,
+}
+
+impl Daemon {
+    /// Loads the state in `config.state_dir`, makes sure every network of `wanted` exists
+    /// (`None` subnet: next free default pool), starts a data path for every network and
+    /// re-attaches endpoints whose namespaces still exist.
+    ///
+    /// # Errors
+    /// Corrupt state, a `wanted` network whose subnet conflicts, or a data path that cannot
+    /// start.
+    pub async fn start(
+        config: Config,
+        wanted: &[(String, Option<String>)],
+    ) -> anyhow::Result<Self> {
+        let state = State::load(&state_path(&config.state_dir))?;
+        if state.version != STATE_VERSION {
+            anyhow::bail!(
+                "state file {} has version {}, this daemon reads {STATE_VERSION}",
+                state_path(&config.state_dir).display(),
+                state.version
+            );
+        }
+        let mut daemon = Daemon {
+            config,
+            state,
+            live: HashMap::new(),
+        };
+        let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
+        for name in &names {
+            daemon.serve(name)?;
+        }
+        for (name, subnet) in wanted {
+            match daemon.state.networks.get(name) {
+                Some(net) => {
+                    if let Some(s) = subnet {
+                        let want = ipam::parse_cidr(s)?;
+                        if want != net.pool.config().subnet {
+                            anyhow::bail!(
+                                "network {name} already exists with subnet {}, not {want}",
+                                net.pool.config().subnet
+                            );
+                        }
+                    }
+                }
+                None => {
+                    let req = NetworkCreate {
+                        name: name.clone(),
+                        subnet: subnet.clone(),
+                        ..Default::default()
+                    };
+                    daemon.create_network(req)?;
+                }
+            }
+        }
+        for name in &names {
+            daemon.reattach(name).await;
+        }
+        Ok(daemon)
+    }
+
+    fn save(&self) -> Result<(), Error> {
+        let path = state_path(&self.config.state_dir);
+        self.state.save(&path).map_err(|e| Error::State {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Starts the data path of a network already in `state`.
+    fn serve(&mut self, name: &str) -> Result<(), Error> {
+        let net = &self.state.networks[name];
+        let cfg = net.pool.config();
+        let gw_mac = MacAddr::from_ipv4(cfg.gateway).octets();
+        let mut switch_cfg = NetworkConfig::new(gw_mac);
+        switch_cfg.icc = net.icc;
+        let datapath = Datapath::spawn(name, switch_cfg, Gateway::new(cfg.gateway, gw_mac))
+            .map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
+        tracing::info!(
+            network = name,
+            subnet = %cfg.subnet,
+            gateway = %cfg.gateway,
+            icc = net.icc,
+            mtu = net.mtu,
+            "serving network"
+        );
+        self.live.insert(
+            name.to_string(),
+            Live {
+                datapath,
+                ports: HashMap::new(),
+                lost: HashMap::new(),
+                next_port: 1,
+            },
+        );
+        Ok(())
+    }
+
+    /// Re-opens the persistent TAP of every endpoint of `name` (after a restart).
+    async fn reattach(&mut self, name: &str) {
+        let net = self.state.networks[name].clone();
+        for ep in net.endpoints.values() {
+            let spec = AttachSpec {
+                netns: ep.netns.clone(),
+                reopen: Some(ep.ifname.clone()),
+                expect_ns: Some(ep.ns_id),
+                mac: ep.mac.octets(),
+                ip: ep.ip,
+                prefix_len: net.pool.config().subnet.prefix_len(),
+                gateway: net.pool.config().gateway,
+                mtu: net.mtu,
+            };
+            let result = match self.call_helper(Request::Attach(spec)).await {
+                Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await,
+                Ok((_, None)) => Err(Error::Datapath("helper sent no fd".into())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(network = name, endpoint = ep.name, ip = %ep.ip, "endpoint re-attached")
+                }
+                Err(e) => {
+                    tracing::warn!(network = name, endpoint = ep.name, "endpoint lost: {e}");
+                    if let Some(live) = self.live.get_mut(name) {
+                        live.lost.insert(ep.id.clone(), e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands an endpoint's TAP to its network's data path.
+    async fn plug(
+        &mut self,
+        network: &str,
+        id: &str,
+        ep: &EndpointState,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<(), Error> {
+        let live = self
+            .live
+            .get_mut(network)
+            .ok_or_else(|| Error::Datapath(network.to_string()))?;
+        let port = PortId(live.next_port);
+        live.next_port += 1;
+        let role = PortRole::Container {
+            mac: ep.mac.octets(),
+            ipv4: ep.ip,
+        };
+        live.datapath.add_port(port, fd, role).await?;
+        live.ports.insert(id.to_string(), port);
+        live.lost.remove(id);
+        Ok(())
+    }
+
+    async fn call_helper(
+        &self,
+        request: Request,
+    ) -> Result<(Reply, Option<std::os::fd::OwnedFd>), Error> {
+        let exe = self.config.helper_exe.clone();
+        let (reply, fd) = tokio::task::spawn_blocking(move || netns_helper::call(&exe, &request))
+            .await
+            .map_err(|e| Error::Datapath(format!("helper task: {e}")))??;
+        match reply {
+            Reply::Failed(e) => Err(e.into()),
+            r => Ok((r, fd)),
+        }
+    }
+
+    /// Creates a network (not yet in state) and starts serving it. Returns its id.
+    ///
+    /// # Errors
+    /// Invalid name/CIDR/gateway/options, a name in use, an overlapping subnet.
+    pub fn create_network(&mut self, req: NetworkCreate) -> Result<String, Error> {
+        validate_name("network name", &req.name)?;
+        if self.state.networks.contains_key(&req.name) {
+            return Err(Error::Conflict(format!(
+                "network name {} is already in use",
+                req.name
+            )));
+        }
+        let (icc, opt_mtu) = parse_options(&req.options)?;
+        let mtu = req.mtu.or(opt_mtu).unwrap_or(self.config.mtu);
+        if !(68..=65520).contains(&mtu) {
+            return Err(Error::Invalid(format!(
+                "invalid MTU {mtu}: must be 68..=65520"
+            )));
+        }
+        let existing: Vec<(String, Ipv4Net)> = self
+            .state
+            .networks
+            .values()
+            .map(|n| (n.name.clone(), n.pool.config().subnet))
+            .collect();
+        let subnets: Vec<Ipv4Net> = existing.iter().map(|(_, s)| *s).collect();
+        let subnet = match &req.subnet {
+            Some(s) => {
+                let subnet = ipam::parse_cidr(s)?;
+                if let Some((other, net)) =
+                    existing.iter().find(|(_, n)| ipam::overlaps(n, &subnet))
+                {
+                    return Err(Error::Conflict(format!(
+                        "subnet {subnet} overlaps subnet {net} of network {other}"
+                    )));
+                }
+                subnet
+            }
+            None => ipam::next_free_subnet(&subnets)?,
+        };
+        let ip_range = req.ip_range.as_deref().map(ipam::parse_cidr).transpose()?;
+        let config = SubnetConfig::new(subnet, req.gateway, ip_range)?;
+        let id = random_id();
+        let net = NetworkState {
+            name: req.name.clone(),
+            id: id.clone(),
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            pool: AddressPool::new(config),
+            internal: req.internal,
+            icc,
+            mtu,
+            endpoints: BTreeMap::new(),
+        };
+        self.state.networks.insert(req.name.clone(), net);
+        if let Err(e) = self.save().and_then(|()| self.serve(&req.name)) {
+            self.state.networks.remove(&req.name);
+            self.live.remove(&req.name);
+            let _ = self.save();
+            return Err(e);
+        }
+        tracing::info!(network = req.name, %subnet, "network created");
+        Ok(id)
+    }
+
+    /// Removes a network without endpoints.
+    ///
+    /// # Errors
+    /// Unknown network, or endpoints still attached.
+    pub fn remove_network(&mut self, name: &str) -> Result<(), Error> {
+        let net = self.network(name)?;
+        if !net.endpoints.is_empty() {
+            let names: Vec<&str> = net.endpoints.values().map(|e| e.name.as_str()).collect();
+            return Err(Error::Conflict(format!(
+                "network {name} has active endpoints ({}); disconnect them first",
+                names.join(", ")
+            )));
+        }
+        let removed = self.state.networks.remove(name).expect("checked above");
+        if let Err(e) = self.save() {
+            self.state.networks.insert(name.to_string(), removed);
+            return Err(e);
+        }
+        self.live.remove(name);
+        tracing::info!(network = name, "network removed");
+        Ok(())
+    }
+
+    fn network(&self, name: &str) -> Result<&NetworkState, Error> {
+        self.state
+            .networks
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("network {name} not found")))
+    }
+
+    /// One summary per network, sorted by name.
+    pub fn list(&self) -> Vec<NetworkSummary> {
+        self.state
+            .networks
+            .values()
+            .map(|n| NetworkSummary {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                driver: "vswitch".into(),
+                scope: "local".into(),
+                subnet: n.pool.config().subnet.to_string(),
+                endpoints: n.endpoints.len(),
+            })
+            .collect()
+    }
+
+    /// The docker-shaped description of a network, with live counters.
+    ///
+    /// # Errors
+    /// Unknown network.
+    pub async fn inspect(&self, name: &str) -> Result<NetworkInspect, Error> {
+        let net = self.network(name)?;
+        let live = self.live.get(name);
+        let snap = match live {
+            Some(l) => l.datapath.snapshot().await?,
+            None => Snapshot::default(),
+        };
+        let cfg = net.pool.config();
+        let prefix = cfg.subnet.prefix_len();
+        let containers = net
+            .endpoints
+            .values()
+            .map(|ep| {
+                let port = live.and_then(|l| l.ports.get(&ep.id));
+                let status = match (port, live.and_then(|l| l.lost.get(&ep.id))) {
+                    (Some(_), _) => "attached".to_string(),
+                    (None, Some(why)) => format!("lost: {why}"),
+                    (None, None) => "lost".to_string(),
+                };
+                let counters = port
+                    .and_then(|p| snap.ports.get(&p.0))
+                    .map(counters_view)
+                    .unwrap_or_default();
+                (ep.id.clone(), endpoint_view(ep, prefix, status, counters))
+            })
+            .collect();
+        let mut options = BTreeMap::new();
+        options.insert(
+            "com.docker.network.bridge.enable_icc".to_string(),
+            net.icc.to_string(),
+        );
+        options.insert(
+            "com.docker.network.driver.mtu".to_string(),
+            net.mtu.to_string(),
+        );
+        Ok(NetworkInspect {
+            name: net.name.clone(),
+            id: net.id.clone(),
+            created: net.created.clone(),
+            scope: "local".into(),
+            driver: "vswitch".into(),
+            enable_ipv6: false,
+            ipam: Ipam {
+                driver: "default".into(),
+                config: vec![IpamConfig {
+                    subnet: cfg.subnet.to_string(),
+                    gateway: cfg.gateway.to_string(),
+                    ip_range: cfg.ip_range.map(|r| r.to_string()),
+                }],
+            },
+            internal: net.internal,
+            attachable: true,
+            containers,
+            options,
+            labels: BTreeMap::new(),
+            gateway: GatewayInspect {
+                ipv4_address: cfg.gateway.to_string(),
+                mac_address: MacAddr::from_ipv4(cfg.gateway).to_string(),
+                arp_replies: snap.gateway.arp_replies,
+                echo_replies: snap.gateway.echo_replies,
+                ignored: snap.gateway.ignored,
+                counters: snap
+                    .ports
+                    .get(&switch::GATEWAY.0)
+                    .map(counters_view)
+                    .unwrap_or_default(),
+            },
+            mac_table_entries: snap.mac_entries,
+        })
+    }
+
+    /// Attaches a container to a network.
+    ///
+    /// # Errors
+    /// Unknown network, missing namespace, name or address in use, pool exhausted, helper
+    /// failures. Nothing is left allocated or created on error.
+    pub async fn connect(&mut self, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
+        let net = self.network(network)?;
+        let netns = resolve_netns(&req.container)?;
+        let ns_id = ns_identity(&netns)?;
+        let name = match req.name {
+            Some(n) => n,
+            None => default_endpoint_name(&netns),
+        };
+        validate_name("container name", &name)?;
+        if let Some(ep) = net.endpoints.values().find(|e| e.ns_id == ns_id) {
+            return Err(Error::Conflict(format!(
+                "container {} is already connected to network {network} as {}",
+                req.container, ep.name
+            )));
+        }
+        if net.endpoints.values().any(|e| e.name == name) {
+            return Err(Error::Conflict(format!(
+                "container name {name} is already in use on network {network}"
+            )));
+        }
+        let mac = req
+            .mac
+            .as_deref()
+            .map(|m| {
+                m.parse::<MacAddr>()
+                    .map_err(|e| Error::Invalid(e.to_string()))
+                    .and_then(|mac| {
+                        if mac.is_unicast() {
+                            Ok(mac)
+                        } else {
+                            Err(Error::Invalid(format!("MAC address {mac} is multicast")))
+                        }
+                    })
+            })
+            .transpose()?;
+        let prefix_len = net.pool.config().subnet.prefix_len();
+        let gateway = net.pool.config().gateway;
+        let mtu = net.mtu;
+        let id = random_id();
+
+        let pool = &mut self
+            .state
+            .networks
+            .get_mut(network)
+            .expect("checked above")
+            .pool;
+        let ip = match req.ip {
+            Some(ip) => {
+                pool.reserve(ip, &id)?;
+                ip
+            }
+            None => pool.allocate(&id)?,
+        };
+        let mac = mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
+        if let Some(other) = self
+            .network(network)?
+            .endpoints
+            .values()
+            .find(|e| e.mac == mac)
+        {
+            let other = other.name.clone();
+            self.release(network, ip);
+            return Err(Error::Conflict(format!(
+                "MAC address {mac} is already used by {other} on network {network}"
+            )));
+        }
+        let spec = AttachSpec {
+            netns: netns.clone(),
+            reopen: None,
+            expect_ns: Some(ns_id),
+            mac: mac.octets(),
+            ip,
+            prefix_len,
+            gateway,
+            mtu,
+        };
+        let (ifname, fd) = match self.call_helper(Request::Attach(spec)).await {
+            Ok((Reply::Attached { ifname, .. }, Some(fd))) => (ifname, fd),
+            Ok(_) => {
+                self.release(network, ip);
+                return Err(Error::Datapath("helper answered without a TAP".into()));
+            }
+            Err(e) => {
+                self.release(network, ip);
+                return Err(e);
+            }
+        };
+        let ep = EndpointState {
+            id: id.clone(),
+            name: name.clone(),
+            netns,
+            ns_id,
+            ifname,
+            ip,
+            mac,
+        };
+        if let Err(e) = self.plug(network, &id, &ep, fd).await {
+            self.undo_attach(network, &ep).await;
+            return Err(e);
+        }
+        let net = self.state.networks.get_mut(network).expect("checked above");
+        net.endpoints.insert(id.clone(), ep.clone());
+        if let Err(e) = self.save() {
+            self.undo_attach(network, &ep).await;
+            return Err(e);
+        }
+        tracing::info!(network, endpoint = name, ip = %ip, mac = %mac, ifname = ep.ifname, "endpoint attached");
+        Ok(endpoint_view(
+            &ep,
+            prefix_len,
+            "attached".into(),
+            PortCountersView::default(),
+        ))
+    }
+
+    fn release(&mut self, network: &str, ip: Ipv4Addr) {
+        if let Some(net) = self.state.networks.get_mut(network) {
+            net.pool.release(ip);
+        }
+    }
+
+    /// Reverses a partly done attach: port, interface, lease, state entry.
+    async fn undo_attach(&mut self, network: &str, ep: &EndpointState) {
+        if let Some(live) = self.live.get_mut(network)
+            && let Some(port) = live.ports.remove(&ep.id)
+        {
+            let _ = live.datapath.remove_port(port).await;
+        }
+        let _ = self
+            .call_helper(Request::Detach {
+                netns: ep.netns.clone(),
+                ns_id: ep.ns_id,
+                ifname: ep.ifname.clone(),
+            })
+            .await;
+        if let Some(net) = self.state.networks.get_mut(network) {
+            net.endpoints.remove(&ep.id);
+        }
+        self.release(network, ep.ip);
+    }
+
+    /// Detaches an endpoint (by name or id): closes its port, deletes its interface, frees its
+    /// address.
+    ///
+    /// # Errors
+    /// Unknown network or endpoint; failing to persist.
+    pub async fn disconnect(&mut self, network: &str, container: &str) -> Result<(), Error> {
+        let net = self.network(network)?;
+        let ep = net
+            .endpoints
+            .values()
+            .find(|e| e.name == container || e.id == container)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "container {container} is not connected to network {network}"
+                ))
+            })?;
+        if let Some(live) = self.live.get_mut(network) {
+            live.lost.remove(&ep.id);
+            if let Some(port) = live.ports.remove(&ep.id) {
+                live.datapath.remove_port(port).await?;
+            }
+        }
+        // The interface goes with the namespace if that is already gone: not an error.
+        if let Err(e) = self
+            .call_helper(Request::Detach {
+                netns: ep.netns.clone(),
+                ns_id: ep.ns_id,
+                ifname: ep.ifname.clone(),
+            })
+            .await
+        {
+            tracing::warn!(network, endpoint = ep.name, "interface not removed: {e}");
+        }
+        let net = self.state.networks.get_mut(network).expect("checked above");
+        net.endpoints.remove(&ep.id);
+        net.pool.release(ep.ip);
+        self.save()?;
+        tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
+        Ok(())
+    }
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+fn endpoint_view(
+    ep: &EndpointState,
+    prefix_len: u8,
+    status: String,
+    counters: PortCountersView,
+) -> EndpointInspect {
+    EndpointInspect {
+        name: ep.name.clone(),
+        endpoint_id: ep.id.clone(),
+        mac_address: ep.mac.to_string(),
+        ipv4_address: format!("{}/{prefix_len}", ep.ip),
+        ipv6_address: String::new(),
+        netns: ep.netns.display().to_string(),
+        interface: ep.ifname.clone(),
+        status,
+        counters,
+    }
+}
+
+fn counters_view(c: &switch::PortCounters) -> PortCountersView {
+    PortCountersView {
+        rx_frames: c.rx_frames,
+        rx_bytes: c.rx_bytes,
+        tx_frames: c.tx_frames,
+        tx_bytes: c.tx_bytes,
+        tx_errors: c.tx_errors,
+        drops: switch::DropReason::ALL
+            .iter()
+            .filter(|r| c.dropped(**r) > 0)
+            .map(|r| (r.name().to_string(), c.dropped(*r)))
+            .collect(),
+    }
+}
+
+/// Checks a network or container name: 1–64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
+fn validate_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} {name:?}: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit"
+        )))
+    }
+}
+
+/// Reads `icc` and `mtu` from driver options (short or Docker spelling).
+fn parse_options(options: &BTreeMap<String, String>) -> Result<(bool, Option<u32>), Error> {
+    let mut icc = true;
+    let mut mtu = None;
+    for (k, v) in options {
+        match k.as_str() {
+            "icc" | "com.docker.network.bridge.enable_icc" => {
+                icc = v.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid value {v:?} for option {k}: use true or false"
+                    ))
+                })?;
+            }
+            "mtu" | "com.docker.network.driver.mtu" => {
+                mtu = Some(v.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid value {v:?} for option {k}: expected a number"
+                    ))
+                })?);
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown network option {k} (known: icc, mtu)"
+                )));
+            }
+        }
+    }
+    Ok((icc, mtu))
+}
+
+/// Turns a PID or a path into the namespace file to attach.
+fn resolve_netns(container: &str) -> Result<PathBuf, Error> {
+    let path = if !container.is_empty() && container.bytes().all(|b| b.is_ascii_digit()) {
+        let p = PathBuf::from(format!("/proc/{container}/ns/net"));
+        if !Path::new(&format!("/proc/{container}")).exists() {
+            return Err(Error::NotFound(format!("no process with PID {container}")));
+        }
+        p
+    } else {
+        PathBuf::from(container)
+    };
+    if !path.is_absolute() {
+        return Err(Error::Invalid(format!(
+            "network namespace {container:?} must be a PID or an absolute path"
+        )));
+    }
+    Ok(path)
+}
+
+/// The (dev, inode) of a namespace file, checked to be reachable by the daemon.
+fn ns_identity(path: &Path) -> Result<NsId, Error> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+            "network namespace {} does not exist",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Invalid(format!(
+            "cannot read network namespace {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn default_endpoint_name(netns: &Path) -> String {
+    let comps: Vec<_> = netns.components().collect();
+    // /proc/PID/ns/net → pid-PID
+    if netns.starts_with("/proc") && comps.len() >= 3 {
+        if let Some(pid) = comps.get(2) {
+            return format!("pid-{}", pid.as_os_str().to_string_lossy());
+        }
+    }
+    netns
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// 64 hex digits from the kernel's random source.
+fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

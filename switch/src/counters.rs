@@ -1,0 +1,114 @@
+//! Per-port statistics.
+
+/// Why [`Network::forward`](crate::Network::forward) dropped a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header, or a truncated ARP body / IPv4 header.
+    Runt,
+    /// Ethernet source (or ARP sender hardware address) is not the container's MAC.
+    SpoofedMac,
+    /// ARP sender or IPv4 source address is not the container's IPv4 address.
+    SpoofedIp,
+    /// An 802.1Q / 802.1ad tagged frame from a container.
+    VlanTagged,
+    /// Container-to-container unicast while icc is disabled.
+    Isolation,
+    /// The destination MAC lives on the ingress port itself.
+    Hairpin,
+    /// The ingress port is not attached to the network (not counted on any port).
+    UnknownPort,
+}
+
+impl DropReason {
+    /// Number of drop reasons; the length of [`PortCounters::drops`].
+    pub const COUNT: usize = DropReason::UnknownPort as usize + 1;
+
+    /// Every drop reason, in `repr` order (`ALL[r as usize] == r`).
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Runt,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::VlanTagged,
+        DropReason::Isolation,
+        DropReason::Hairpin,
+        DropReason::UnknownPort,
+    ];
+
+    /// The snake_case name used in metrics and logs, e.g. `"spoofed_mac"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::Isolation => "isolation",
+            DropReason::Hairpin => "hairpin",
+            DropReason::UnknownPort => "unknown_port",
+        }
+    }
+}
+
+/// Traffic statistics of one port; rx and drops are counted by the switch, tx by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct PortCounters {
+    /// Frames received on the port (including dropped ones).
+    pub rx_frames: u64,
+    /// Bytes received on the port (including dropped frames).
+    pub rx_bytes: u64,
+    /// Frames successfully written to the port.
+    pub tx_frames: u64,
+    /// Bytes successfully written to the port.
+    pub tx_bytes: u64,
+    /// Frames that could not be written to the port.
+    pub tx_errors: u64,
+    /// Received frames dropped, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortCounters {
+    /// Frames received on this port and dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Frames received on this port and dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Counts one received frame of `bytes` bytes.
+    #[inline]
+    pub(crate) fn count_rx(&mut self, bytes: usize) {
+        self.rx_frames += 1;
+        self.rx_bytes += bytes as u64;
+    }
+
+    /// Counts one transmit attempt.
+    #[inline]
+    pub(crate) fn count_tx(&mut self, bytes: usize, ok: bool) {
+        if ok {
+            self.tx_frames += 1;
+            self.tx_bytes += bytes as u64;
+        } else {
+            self.tx_errors += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_repr_order_and_names_are_unique() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(DropReason::SpoofedMac.name(), "spoofed_mac");
+    }
+}

@@ -1,0 +1,39 @@
+//! Ports: what sits behind them ([`PortRole`]) and where frames go ([`Port`]).
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use crate::Mac;
+
+pub mod mem;
+pub mod tap;
+
+/// What sits behind a port; decides which anti-spoofing rules apply.
+#[derive(Clone, Copy, Debug)]
+pub enum PortRole {
+    /// The network's own gateway: trusted, no filters.
+    Gateway,
+    /// A container endpoint bound to one MAC and one IPv4 address.
+    Container {
+        /// The only Ethernet source (and ARP sender hardware address) allowed.
+        mac: Mac,
+        /// The only IPv4 source (and ARP sender protocol address) allowed.
+        ipv4: Ipv4Addr,
+    },
+    /// A trunk carrying many MACs (later: VXLAN to another host). Learns freely, no anti-spoofing.
+    Uplink,
+}
+
+impl PortRole {
+    /// Whether this is a [`PortRole::Container`] port.
+    #[inline]
+    pub fn is_container(&self) -> bool {
+        matches!(self, PortRole::Container { .. })
+    }
+}
+
+/// A frame sink: where the caller writes a frame the switch chose to deliver.
+pub trait Port {
+    /// Transmits one whole Ethernet frame (no virtio header).
+    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+}
