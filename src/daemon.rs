@@ -420,7 +420,15 @@ impl Daemon {
             None => default_endpoint_name(&netns),
         };
         validate_name("container name", &name)?;
-        if let Some(ep) = net.endpoints.values().find(|e| e.ns_id == ns_id) {
+        // Only live endpoints count: the kernel reuses a dead namespace's inode number, so a
+        // lost endpoint's identity may now belong to a new container.
+        let live_ports = self.live.get(network).map(|l| &l.ports);
+        let is_live = |id: &String| live_ports.is_some_and(|p| p.contains_key(id));
+        if let Some(ep) = net
+            .endpoints
+            .values()
+            .find(|e| e.ns_id == ns_id && is_live(&e.id))
+        {
             return Err(Error::Conflict(format!(
                 "container {} is already connected to network {network} as {}",
                 req.container, ep.name
@@ -569,20 +577,24 @@ impl Daemon {
                     "container {container} is not connected to network {network}"
                 ))
             })?;
+        let mut was_live = false;
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);
             if let Some(port) = live.ports.remove(&ep.id) {
                 live.datapath.remove_port(port).await?;
+                was_live = true;
             }
         }
-        // The interface goes with the namespace if that is already gone: not an error.
-        if let Err(e) = self
-            .call_helper(Request::Detach {
-                netns: ep.netns.clone(),
-                ns_id: ep.ns_id,
-                ifname: ep.ifname.clone(),
-            })
-            .await
+        // A lost endpoint's namespace is gone (its path may even hold a new one): only a live
+        // endpoint has an interface to delete.
+        if was_live
+            && let Err(e) = self
+                .call_helper(Request::Detach {
+                    netns: ep.netns.clone(),
+                    ns_id: ep.ns_id,
+                    ifname: ep.ifname.clone(),
+                })
+                .await
         {
             tracing::warn!(network, endpoint = ep.name, "interface not removed: {e}");
         }
@@ -720,10 +732,10 @@ fn ns_identity(path: &Path) -> Result<NsId, Error> {
 fn default_endpoint_name(netns: &Path) -> String {
     let comps: Vec<_> = netns.components().collect();
     // /proc/PID/ns/net → pid-PID
-    if netns.starts_with("/proc") && comps.len() >= 3 {
-        if let Some(pid) = comps.get(2) {
-            return format!("pid-{}", pid.as_os_str().to_string_lossy());
-        }
+    if netns.starts_with("/proc")
+        && let Some(pid) = comps.get(2)
+    {
+        return format!("pid-{}", pid.as_os_str().to_string_lossy());
     }
     netns
         .file_name()

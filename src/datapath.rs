@@ -336,7 +336,7 @@ impl Engine {
     /// Forwards one frame (virtio-net header + Ethernet frame) received on `ingress`.
     fn forward(&mut self, ingress: PortId, buf: &[u8], now: u64) {
         match self.net.forward(ingress, &buf[VNET_HDR_LEN..], now) {
-            Verdict::Unicast(GATEWAY) => self.to_gateway(&buf[VNET_HDR_LEN..], now),
+            Verdict::Unicast(GATEWAY) => self.deliver_to_gateway(&buf[VNET_HDR_LEN..], now),
             Verdict::Unicast(dst) => self.transmit(dst, buf),
             Verdict::Flood => {
                 let mut targets = std::mem::take(&mut self.flood);
@@ -344,7 +344,7 @@ impl Engine {
                 self.net.for_each_flood_target(ingress, |p| targets.push(p));
                 for &dst in &targets {
                     if dst == GATEWAY {
-                        self.to_gateway(&buf[VNET_HDR_LEN..], now);
+                        self.deliver_to_gateway(&buf[VNET_HDR_LEN..], now);
                     } else {
                         self.transmit(dst, buf);
                     }
@@ -356,7 +356,7 @@ impl Engine {
     }
 
     /// Delivers a frame to the gateway and sends its reply, if any, back through the switch.
-    fn to_gateway(&mut self, frame: &[u8], now: u64) {
+    fn deliver_to_gateway(&mut self, frame: &[u8], now: u64) {
         self.net.count_tx(GATEWAY, frame.len(), true);
         let mut out = std::mem::take(&mut self.gw_buf);
         if let Some(n) = self.gateway.on_frame(frame, &mut out[VNET_HDR_LEN..]) {

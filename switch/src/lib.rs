@@ -41,13 +41,15 @@
 //!    **Gateway** and **Uplink** ports are trusted: no filters.
 //! 3. The source MAC is learned on the ingress port (unless it is a group address).
 //!    A container's own MAC is pinned to its port when the port is added, so frames
-//!    from containers need no table write; learning never moves a pinned MAC.
+//!    from containers need no table write; learning never moves a pinned MAC. A full
+//!    table learns nothing new (those destinations flood) until entries age out.
 //! 4. Destination: a group address (I/G bit set: broadcast, multicast) floods. A
 //!    known unicast MAC on the ingress port itself is a [`DropReason::Hairpin`]; with
 //!    `icc = false` and both ends Container ports it is a [`DropReason::Isolation`];
 //!    otherwise it is [`Verdict::Unicast`]. An unknown unicast MAC floods.
 //! 5. With `icc = false` a flood from a Container reaches only [`GATEWAY`]; a flood
-//!    from the gateway (or an uplink) reaches every other port.
+//!    from the gateway (or an uplink) reaches every other port. Known unicast from a
+//!    Container to an Uplink is not isolated (only Container↔Container is).
 //! 6. Every frame is counted as received on its ingress port, and every drop
 //!    increments that port's `drops[reason]` ([`PortCounters`]).
 //!

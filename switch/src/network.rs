@@ -107,7 +107,7 @@ impl PortIndex {
 /// One switching domain: its ports, MAC table and policy.
 ///
 /// Ports live in parallel vectors (ids, roles, counters) so flood iteration walks
-/// contiguous memory; a [`PortIndex`] finds a port's slot by id in O(1).
+/// contiguous memory; a dense index (hash map above id 65535) finds a slot in O(1).
 #[derive(Debug)]
 pub struct Network {
     config: NetworkConfig,
