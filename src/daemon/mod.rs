@@ -6,12 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
 use nat::Gateway;
-use netns_helper::{AttachSpec, NsId, Reply, Request};
+use netns_helper::{AttachSpec, Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
 
 use crate::api::types::{
@@ -21,6 +20,14 @@ use crate::api::types::{
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
 use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
+
+mod inputs;
+mod views;
+
+use inputs::{
+    default_endpoint_name, ns_identity, parse_options, random_id, resolve_netns, validate_name,
+};
+use views::{counters_view, endpoint_view};
 
 /// Default link MTU.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -609,146 +616,4 @@ impl Daemon {
 
 fn state_path(dir: &Path) -> PathBuf {
     dir.join("state.json")
-}
-
-fn endpoint_view(
-    ep: &EndpointState,
-    prefix_len: u8,
-    status: String,
-    counters: PortCountersView,
-) -> EndpointInspect {
-    EndpointInspect {
-        name: ep.name.clone(),
-        endpoint_id: ep.id.clone(),
-        mac_address: ep.mac.to_string(),
-        ipv4_address: format!("{}/{prefix_len}", ep.ip),
-        ipv6_address: String::new(),
-        netns: ep.netns.display().to_string(),
-        interface: ep.ifname.clone(),
-        status,
-        counters,
-    }
-}
-
-fn counters_view(c: &switch::PortCounters) -> PortCountersView {
-    PortCountersView {
-        rx_frames: c.rx_frames,
-        rx_bytes: c.rx_bytes,
-        tx_frames: c.tx_frames,
-        tx_bytes: c.tx_bytes,
-        tx_errors: c.tx_errors,
-        drops: switch::DropReason::ALL
-            .iter()
-            .filter(|r| c.dropped(**r) > 0)
-            .map(|r| (r.name().to_string(), c.dropped(*r)))
-            .collect(),
-    }
-}
-
-/// Checks a network or container name: 1–64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
-fn validate_name(what: &str, name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid {what} {name:?}: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit"
-        )))
-    }
-}
-
-/// Reads `icc` and `mtu` from driver options (short or Docker spelling).
-fn parse_options(options: &BTreeMap<String, String>) -> Result<(bool, Option<u32>), Error> {
-    let mut icc = true;
-    let mut mtu = None;
-    for (k, v) in options {
-        match k.as_str() {
-            "icc" | "com.docker.network.bridge.enable_icc" => {
-                icc = v.parse().map_err(|_| {
-                    Error::Invalid(format!(
-                        "invalid value {v:?} for option {k}: use true or false"
-                    ))
-                })?;
-            }
-            "mtu" | "com.docker.network.driver.mtu" => {
-                mtu = Some(v.parse().map_err(|_| {
-                    Error::Invalid(format!(
-                        "invalid value {v:?} for option {k}: expected a number"
-                    ))
-                })?);
-            }
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "unknown network option {k} (known: icc, mtu)"
-                )));
-            }
-        }
-    }
-    Ok((icc, mtu))
-}
-
-/// Turns a PID or a path into the namespace file to attach.
-fn resolve_netns(container: &str) -> Result<PathBuf, Error> {
-    let path = if !container.is_empty() && container.bytes().all(|b| b.is_ascii_digit()) {
-        let p = PathBuf::from(format!("/proc/{container}/ns/net"));
-        if !Path::new(&format!("/proc/{container}")).exists() {
-            return Err(Error::NotFound(format!("no process with PID {container}")));
-        }
-        p
-    } else {
-        PathBuf::from(container)
-    };
-    if !path.is_absolute() {
-        return Err(Error::Invalid(format!(
-            "network namespace {container:?} must be a PID or an absolute path"
-        )));
-    }
-    Ok(path)
-}
-
-/// The (dev, inode) of a namespace file, checked to be reachable by the daemon.
-fn ns_identity(path: &Path) -> Result<NsId, Error> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(NsId {
-            dev: m.dev(),
-            ino: m.ino(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
-            "network namespace {} does not exist",
-            path.display()
-        ))),
-        Err(e) => Err(Error::Invalid(format!(
-            "cannot read network namespace {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-fn default_endpoint_name(netns: &Path) -> String {
-    let comps: Vec<_> = netns.components().collect();
-    // /proc/PID/ns/net → pid-PID
-    if netns.starts_with("/proc")
-        && let Some(pid) = comps.get(2)
-    {
-        return format!("pid-{}", pid.as_os_str().to_string_lossy());
-    }
-    netns
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// 64 hex digits from the kernel's random source.
-fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,120 @@
+//! Checking and interpreting what users type: names, driver options, namespace references.
+//! Every refusal names the value and the rule.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use netns_helper::NsId;
+
+use crate::error::Error;
+
+/// Checks a network or container name: 1–64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
+pub(super) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} {name:?}: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit"
+        )))
+    }
+}
+
+/// Reads `icc` and `mtu` from driver options (short or Docker spelling).
+pub(super) fn parse_options(
+    options: &BTreeMap<String, String>,
+) -> Result<(bool, Option<u32>), Error> {
+    let mut icc = true;
+    let mut mtu = None;
+    for (k, v) in options {
+        match k.as_str() {
+            "icc" | "com.docker.network.bridge.enable_icc" => {
+                icc = v.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid value {v:?} for option {k}: use true or false"
+                    ))
+                })?;
+            }
+            "mtu" | "com.docker.network.driver.mtu" => {
+                mtu = Some(v.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid value {v:?} for option {k}: expected a number"
+                    ))
+                })?);
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown network option {k} (known: icc, mtu)"
+                )));
+            }
+        }
+    }
+    Ok((icc, mtu))
+}
+
+/// Turns a PID or a path into the namespace file to attach.
+pub(super) fn resolve_netns(container: &str) -> Result<PathBuf, Error> {
+    let path = if !container.is_empty() && container.bytes().all(|b| b.is_ascii_digit()) {
+        let p = PathBuf::from(format!("/proc/{container}/ns/net"));
+        if !Path::new(&format!("/proc/{container}")).exists() {
+            return Err(Error::NotFound(format!("no process with PID {container}")));
+        }
+        p
+    } else {
+        PathBuf::from(container)
+    };
+    if !path.is_absolute() {
+        return Err(Error::Invalid(format!(
+            "network namespace {container:?} must be a PID or an absolute path"
+        )));
+    }
+    Ok(path)
+}
+
+/// The (dev, inode) of a namespace file, checked to be reachable by the daemon.
+pub(super) fn ns_identity(path: &Path) -> Result<NsId, Error> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(format!(
+            "network namespace {} does not exist",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Invalid(format!(
+            "cannot read network namespace {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+pub(super) fn default_endpoint_name(netns: &Path) -> String {
+    let comps: Vec<_> = netns.components().collect();
+    // /proc/PID/ns/net → pid-PID
+    if netns.starts_with("/proc")
+        && let Some(pid) = comps.get(2)
+    {
+        return format!("pid-{}", pid.as_os_str().to_string_lossy());
+    }
+    netns
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// 64 hex digits from the kernel's random source.
+pub(super) fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

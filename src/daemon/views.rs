@@ -1,0 +1,40 @@
+//! How endpoints and counters look in `network inspect` (the JSON contract's view types).
+
+use crate::api::types::{EndpointInspect, PortCountersView};
+use crate::state::EndpointState;
+
+/// The inspect entry of one endpoint.
+pub(super) fn endpoint_view(
+    ep: &EndpointState,
+    prefix_len: u8,
+    status: String,
+    counters: PortCountersView,
+) -> EndpointInspect {
+    EndpointInspect {
+        name: ep.name.clone(),
+        endpoint_id: ep.id.clone(),
+        mac_address: ep.mac.to_string(),
+        ipv4_address: format!("{}/{prefix_len}", ep.ip),
+        ipv6_address: String::new(),
+        netns: ep.netns.display().to_string(),
+        interface: ep.ifname.clone(),
+        status,
+        counters,
+    }
+}
+
+/// Per-port counters as users see them: drops by reason name, zero reasons omitted.
+pub(super) fn counters_view(c: &switch::PortCounters) -> PortCountersView {
+    PortCountersView {
+        rx_frames: c.rx_frames,
+        rx_bytes: c.rx_bytes,
+        tx_frames: c.tx_frames,
+        tx_bytes: c.tx_bytes,
+        tx_errors: c.tx_errors,
+        drops: switch::DropReason::ALL
+            .iter()
+            .filter(|r| c.dropped(**r) > 0)
+            .map(|r| (r.name().to_string(), c.dropped(*r)))
+            .collect(),
+    }
+}
