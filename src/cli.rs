@@ -12,7 +12,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::types::{Connect, Disconnect, NetworkCreate, NetworkInspect, NetworkSummary};
+use crate::api::types::{
+    Connect, Disconnect, NatStatsView, NetworkCreate, NetworkInspect, NetworkSummary, PortRequest,
+    PortRow,
+};
 use crate::client::{Client, ClientError};
 
 /// The daemon refused the request.
@@ -48,6 +51,44 @@ pub enum Command {
     /// Run a command in a fresh user+net namespace attached to networks; detach when it exits
     /// and return its exit status.
     Run(RunArgs),
+    /// Manage published ports at runtime.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Show a network's NAT flows and counters as JSON.
+    Stats {
+        /// Network name.
+        network: String,
+    },
+}
+
+/// `vswitchctl port ...`
+#[derive(Subcommand, Debug)]
+pub enum PortCmd {
+    /// Publish a container port: connections to HOSTIP:HOSTPORT reach the container's PORT.
+    Add {
+        /// Network name.
+        network: String,
+        /// Endpoint name.
+        container: String,
+        /// `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`.
+        publish: String,
+    },
+    /// Withdraw a published port.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name.
+        network: String,
+        /// Endpoint name.
+        container: String,
+        /// `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`, as published.
+        publish: String,
+    },
+    /// List published ports.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network.
+        network: Option<String>,
+    },
 }
 
 /// `vswitchctl network ...`
@@ -101,7 +142,8 @@ pub struct CreateArgs {
     /// Internal network: no NAT to or from the outside.
     #[arg(long)]
     pub internal: bool,
-    /// Driver option KEY=VALUE: icc=false (no container-to-container traffic), mtu=N.
+    /// Driver option KEY=VALUE: icc=false (no container-to-container traffic), mtu=N,
+    /// host_loopback=true (the gateway address reaches the host's 127.0.0.1).
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
     pub opts: Vec<String>,
     /// Link MTU of the network's interfaces [default: the daemon's --mtu].
@@ -127,6 +169,10 @@ pub struct ConnectArgs {
     /// MAC address [default: 02:42 + the IPv4 address].
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
+    /// Publish a port: `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` (host IP default 0.0.0.0, protocol
+    /// default tcp). The container sees the real client address. Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
 }
 
 /// `run` flags.
@@ -142,6 +188,9 @@ pub struct RunArgs {
     /// Static address on the first network.
     #[arg(long, value_name = "IP")]
     pub ip: Option<Ipv4Addr>,
+    /// Publish a port on the first network: `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`. Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -232,6 +281,7 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                 name: a.name,
                 ip: a.ip,
                 mac: a.mac,
+                publish: a.publish,
             };
             match client
                 .post(&format!("/networks/{}/connect", a.network), &req)
@@ -291,4 +341,82 @@ fn print_table(list: &[NetworkSummary], quiet: bool) {
         );
     }
     let _ = tw.flush();
+}
+
+/// Runs a `port` verb; returns the exit code.
+pub async fn port(client: &Client, cmd: PortCmd) -> i32 {
+    match cmd {
+        PortCmd::Add {
+            network,
+            container,
+            publish,
+        } => {
+            let req = PortRequest { container, publish };
+            match client
+                .post(&format!("/networks/{network}/ports"), &req)
+                .await
+            {
+                Ok(_) => 0,
+                Err(e) => report(&e),
+            }
+        }
+        PortCmd::Rm {
+            network,
+            container,
+            publish,
+        } => {
+            let req = PortRequest { container, publish };
+            match client
+                .post(&format!("/networks/{network}/ports/remove"), &req)
+                .await
+            {
+                Ok(_) => 0,
+                Err(e) => report(&e),
+            }
+        }
+        PortCmd::Ls { network } => {
+            let path = match &network {
+                Some(n) => format!("/ports?network={n}"),
+                None => "/ports".to_string(),
+            };
+            match client.get::<Vec<PortRow>>(&path).await {
+                Ok(rows) => {
+                    let mut tw = tabwriter::TabWriter::new(std::io::stdout().lock())
+                        .minwidth(7)
+                        .padding(3);
+                    let _ = writeln!(tw, "NETWORK\tCONTAINER\tPROTO\tHOST\tPORT");
+                    for r in rows {
+                        let m = r.mapping;
+                        let _ = writeln!(
+                            tw,
+                            "{}\t{}\t{}\t{}:{}\t{}",
+                            r.network,
+                            r.container,
+                            m.protocol,
+                            m.host_ip,
+                            m.host_port,
+                            m.container_port
+                        );
+                    }
+                    let _ = tw.flush();
+                    0
+                }
+                Err(e) => report(&e),
+            }
+        }
+    }
+}
+
+/// Prints a network's NAT stats; returns the exit code.
+pub async fn stats(client: &Client, network: &str) -> i32 {
+    match client
+        .get::<NatStatsView>(&format!("/networks/{network}/stats"))
+        .await
+    {
+        Ok(s) => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            0
+        }
+        Err(e) => report(&e),
+    }
 }

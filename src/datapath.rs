@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use nat::{Gateway, GatewayCounters};
+use nat::{Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
 use netns_helper::VNET_HDR_LEN;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -33,6 +34,8 @@ const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65535;
 
 /// Epoll token of the command eventfd.
 const WAKE_TOKEN: u64 = u64::MAX;
+/// Epoll token of the NAT engine's own epoll fd.
+const NAT_TOKEN: u64 = u64::MAX - 1;
 
 /// How often learned MACs are aged, in seconds.
 const AGE_EVERY: u64 = 10;
@@ -57,6 +60,24 @@ pub enum Command {
         /// Final counters, None if the port was unknown.
         reply: oneshot::Sender<Option<PortCounters>>,
     },
+    /// Serve a published port on a bound host socket.
+    AddPublish {
+        /// What is published.
+        publish: Publish,
+        /// The bound socket (listening TCP or bound UDP, non-blocking).
+        fd: OwnedFd,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop serving a published port.
+    RemovePublish {
+        /// Host address and port.
+        host: SocketAddrV4,
+        /// Protocol.
+        protocol: Protocol,
+        /// Whether it was published.
+        reply: oneshot::Sender<bool>,
+    },
     /// Report counters.
     Snapshot {
         /// The snapshot.
@@ -75,6 +96,8 @@ pub struct Snapshot {
     pub gateway: GatewayCounters,
     /// Entries in the MAC table.
     pub mac_entries: usize,
+    /// NAT flows and counters.
+    pub nat: NatStats,
 }
 
 /// The control plane's handle on a data path thread.
@@ -90,7 +113,12 @@ impl Datapath {
     ///
     /// # Errors
     /// When epoll, the eventfd or the thread cannot be created.
-    pub fn spawn(name: &str, config: NetworkConfig, gateway: Gateway) -> io::Result<Self> {
+    pub fn spawn(
+        name: &str,
+        config: NetworkConfig,
+        gateway: Gateway,
+        nat: Nat,
+    ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
@@ -100,9 +128,11 @@ impl Datapath {
             wake.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
+        epoll.add(nat.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, NAT_TOKEN))?;
         let mut engine = Engine {
             net: Network::new(config),
             gateway,
+            nat,
             ports: Ports::default(),
             flood: Vec::with_capacity(64),
             gw_buf: vec![0; FRAME_BUF],
@@ -163,6 +193,41 @@ impl Datapath {
             .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
     }
 
+    /// Serves a published port.
+    ///
+    /// # Errors
+    /// When the thread is gone or the NAT refuses.
+    pub async fn add_publish(
+        &self,
+        publish: Publish,
+        fd: OwnedFd,
+    ) -> Result<(), crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::AddPublish { publish, fd, reply })?;
+        rx.await
+            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))?
+            .map_err(crate::error::Error::Conflict)
+    }
+
+    /// Stops serving a published port; returns whether it was published.
+    ///
+    /// # Errors
+    /// When the thread is gone.
+    pub async fn remove_publish(
+        &self,
+        host: SocketAddrV4,
+        protocol: Protocol,
+    ) -> Result<bool, crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::RemovePublish {
+            host,
+            protocol,
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+    }
+
     /// Current counters.
     ///
     /// # Errors
@@ -217,6 +282,7 @@ impl Ports {
 struct Engine {
     net: Network,
     gateway: Gateway,
+    nat: Nat,
     ports: Ports,
     /// Scratch list of flood targets, reused for every flooded frame.
     flood: Vec<PortId>,
@@ -230,8 +296,13 @@ impl Engine {
         let mut last_age = 0;
         let mut rx = vec![0u8; FRAME_BUF];
         let mut events = [EpollEvent::empty(); 64];
+        let mut nat_due = Instant::now();
         loop {
-            let n = match epoll.wait(&mut events, 1000u16) {
+            let wait = nat_due
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            let timeout = u16::try_from(wait.as_millis()).unwrap_or(1000);
+            let n = match epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -240,21 +311,40 @@ impl Engine {
                 }
             };
             let now = start.elapsed().as_secs();
+            let mut nat_ready = false;
             for ev in &events[..n] {
-                if ev.data() == WAKE_TOKEN {
-                    let _ = wake.read();
-                    if !self.apply_commands(epoll, commands) {
-                        return;
+                match ev.data() {
+                    WAKE_TOKEN => {
+                        let _ = wake.read();
+                        if !self.apply_commands(epoll, commands) {
+                            return;
+                        }
                     }
-                } else {
-                    self.drain_port(epoll, PortId(ev.data() as u32), &mut rx, now);
+                    NAT_TOKEN => nat_ready = true,
+                    token => self.drain_port(epoll, PortId(token as u32), &mut rx, now),
                 }
+            }
+            if nat_ready || Instant::now() >= nat_due {
+                self.poll_nat(now);
+                nat_due = Instant::now() + self.nat.poll_delay();
             }
             if now >= last_age + AGE_EVERY {
                 self.net.age(now);
                 last_age = now;
             }
         }
+    }
+
+    /// Lets the NAT serve host sockets and timers; what it emits goes through the switch.
+    fn poll_nat(&mut self, now: u64) {
+        let Engine {
+            net,
+            ports,
+            flood,
+            nat,
+            ..
+        } = self;
+        nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, frame, now));
     }
 
     /// Applies queued commands; false when the thread must stop.
@@ -284,6 +374,9 @@ impl Engine {
                         });
                     if res.is_ok() {
                         self.ports.insert(id, File::from(fd));
+                        if let PortRole::Container { mac, ipv4 } = role {
+                            self.nat.set_neighbor(ipv4, mac);
+                        }
                     }
                     let _ = reply.send(res);
                 }
@@ -291,7 +384,22 @@ impl Engine {
                     if let Some(file) = self.ports.remove(id) {
                         let _ = epoll.delete(file.as_fd());
                     }
+                    if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
+                        self.nat.remove_publishes_to(ipv4);
+                        self.nat.forget_neighbor(ipv4);
+                    }
                     let _ = reply.send(self.net.remove_port(id));
+                }
+                Command::AddPublish { publish, fd, reply } => {
+                    let _ =
+                        reply.send(self.nat.add_publish(publish, fd).map_err(|e| e.to_string()));
+                }
+                Command::RemovePublish {
+                    host,
+                    protocol,
+                    reply,
+                } => {
+                    let _ = reply.send(self.nat.remove_publish(host, protocol));
                 }
                 Command::Snapshot { reply } => {
                     let ports = self
@@ -303,6 +411,7 @@ impl Engine {
                         ports,
                         gateway: self.gateway.counters().clone(),
                         mac_entries: self.net.mac_table().len(),
+                        nat: self.nat.stats(),
                     });
                 }
                 Command::Stop => return false,
@@ -355,26 +464,34 @@ impl Engine {
         }
     }
 
-    /// Delivers a frame to the gateway and sends its reply, if any, back through the switch.
+    /// Delivers a frame to the gateway: its own services answer ARP and pings to it, the NAT
+    /// takes the rest; whatever they send goes back through the switch.
     fn deliver_to_gateway(&mut self, frame: &[u8], now: u64) {
         self.net.count_tx(GATEWAY, frame.len(), true);
         let mut out = std::mem::take(&mut self.gw_buf);
-        if let Some(n) = self.gateway.on_frame(frame, &mut out[VNET_HDR_LEN..]) {
-            // A zeroed virtio-net header: no offload flags, no GSO.
-            out[..VNET_HDR_LEN].fill(0);
-            let reply = &out[..VNET_HDR_LEN + n];
-            match self.net.forward(GATEWAY, &reply[VNET_HDR_LEN..], now) {
-                Verdict::Unicast(dst) if dst != GATEWAY => self.transmit(dst, reply),
-                Verdict::Flood => {
-                    let mut targets = std::mem::take(&mut self.flood);
-                    targets.clear();
-                    self.net.for_each_flood_target(GATEWAY, |p| targets.push(p));
-                    for &dst in &targets {
-                        self.transmit(dst, reply);
-                    }
-                    self.flood = targets;
-                }
-                _ => {}
+        match self.gateway.on_frame(frame, &mut out[VNET_HDR_LEN..]) {
+            Some(n) => {
+                // A zeroed virtio-net header: no offload flags, no GSO.
+                out[..VNET_HDR_LEN].fill(0);
+                emit_from_gateway(
+                    &mut self.net,
+                    &mut self.ports,
+                    &mut self.flood,
+                    &out[..VNET_HDR_LEN + n],
+                    now,
+                );
+            }
+            None => {
+                let Engine {
+                    net,
+                    ports,
+                    flood,
+                    nat,
+                    ..
+                } = self;
+                nat.on_frame(frame, &mut |f: &[u8]| {
+                    emit_from_gateway(net, ports, flood, f, now)
+                });
             }
         }
         self.gw_buf = out;
@@ -382,10 +499,36 @@ impl Engine {
 
     /// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
     fn transmit(&mut self, dst: PortId, buf: &[u8]) {
-        let ok = match self.ports.get(dst) {
-            Some(file) => matches!(file.write(buf), Ok(n) if n == buf.len()),
-            None => false,
-        };
-        self.net.count_tx(dst, buf.len() - VNET_HDR_LEN, ok);
+        transmit(&mut self.net, &mut self.ports, dst, buf);
+    }
+}
+
+/// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
+fn transmit(net: &mut Network, ports: &mut Ports, dst: PortId, buf: &[u8]) {
+    let ok = match ports.get(dst) {
+        Some(file) => matches!(file.write(buf), Ok(n) if n == buf.len()),
+        None => false,
+    };
+    net.count_tx(dst, buf.len() - VNET_HDR_LEN, ok);
+}
+
+/// Sends a frame the gateway produced (header + Ethernet) to wherever the switch says.
+fn emit_from_gateway(
+    net: &mut Network,
+    ports: &mut Ports,
+    flood: &mut Vec<PortId>,
+    buf: &[u8],
+    now: u64,
+) {
+    match net.forward(GATEWAY, &buf[VNET_HDR_LEN..], now) {
+        Verdict::Unicast(dst) if dst != GATEWAY => transmit(net, ports, dst, buf),
+        Verdict::Flood => {
+            flood.clear();
+            net.for_each_flood_target(GATEWAY, |p| flood.push(p));
+            for &dst in flood.iter() {
+                transmit(net, ports, dst, buf);
+            }
+        }
+        _ => {}
     }
 }

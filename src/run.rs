@@ -51,6 +51,11 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
             name: Some(name.clone()),
             ip: if i == 0 { args.ip } else { None },
             mac: None,
+            publish: if i == 0 {
+                args.publish.clone()
+            } else {
+                Vec::new()
+            },
         };
         if let Err(e) = client.post(&format!("/networks/{net}/connect"), &req).await {
             report(&e);

@@ -33,10 +33,13 @@ pub struct NetworkState {
     pub created: String,
     /// Subnet, gateway, range and the leases.
     pub pool: AddressPool,
-    /// No NAT (stored now, enforced by the NAT layer).
+    /// No NAT in either direction.
     pub internal: bool,
     /// Inter-container communication allowed.
     pub icc: bool,
+    /// The gateway address leads to the host's loopback.
+    #[serde(default)]
+    pub host_loopback: bool,
     /// Link MTU of its endpoints.
     pub mtu: u32,
     /// Endpoints by id.
@@ -60,6 +63,9 @@ pub struct EndpointState {
     pub ip: Ipv4Addr,
     /// MAC address.
     pub mac: MacAddr,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<crate::api::types::PortMapping>,
 }
 
 impl State {

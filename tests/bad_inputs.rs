@@ -16,6 +16,16 @@ fn refused(d: &Daemon, args: &[&str], code: i32) -> String {
     lines[0].to_string()
 }
 
+/// The endpoints of a network minus their traffic counters (which move with every IPv6
+/// router solicitation the containers' kernels send).
+fn endpoints_without_counters(d: &Daemon, network: &str) -> serde_json::Value {
+    let mut c = d.inspect(network)["Containers"].clone();
+    for ep in c.as_object_mut().unwrap().values_mut() {
+        ep.as_object_mut().unwrap().remove("Counters");
+    }
+    c
+}
+
 #[test]
 fn bad_inputs_get_one_line_errors_and_change_nothing() {
     if !privileged("bad_inputs_get_one_line_errors_and_change_nothing") {
@@ -40,7 +50,7 @@ fn bad_inputs_get_one_line_errors_and_change_nothing() {
     );
 
     let before_ls = d.ctl_ok(&["network", "ls"]);
-    let before_net1 = d.inspect("net1")["Containers"].clone();
+    let before_net1 = endpoints_without_counters(&d, "net1");
 
     let cases: &[(&[&str], i32, &str)] = &[
         (
@@ -223,7 +233,7 @@ fn bad_inputs_get_one_line_errors_and_change_nothing() {
         "no network added or removed"
     );
     assert_eq!(
-        d.inspect("net1")["Containers"],
+        endpoints_without_counters(&d, "net1"),
         before_net1,
         "net1 untouched"
     );

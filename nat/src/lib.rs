@@ -1,13 +1,27 @@
-//! The gateway of one network: the virtual router address containers use as their default route.
+//! The gateway of one network: the virtual router address containers use as their default
+//! route, and the NAT behind it.
 //!
 //! The switch hands this crate every Ethernet frame addressed to the gateway (unicast to
-//! its MAC, or broadcast/multicast). Today the gateway only provides its own services:
-//! it answers ARP for the gateway address (`arp.rs`) and replies to ICMP echo sent to
-//! it (`icmp.rs`). Outbound NAT and DNS come later in `tcp.rs`, `udp.rs` and `dns.rs`.
+//! its MAC, or broadcast/multicast). [`Gateway`] provides the gateway's own services: ARP for
+//! its address (`arp.rs`) and replies to pings sent to it (`icmp.rs`). [`Nat`] translates the
+//! rest, replacing iptables MASQUERADE and DNAT without privileges: TCP is terminated in
+//! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
+//! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
+//! into containers with the real client address. `device.rs` adapts smoltcp to TAP frames
+//! with virtio-net offloads; `emit.rs` builds the packets the gateway writes itself.
 #![forbid(unsafe_code)]
 
 mod arp;
+mod device;
+mod emit;
+mod engine;
 mod gateway;
 mod icmp;
+mod ping;
+mod tcp;
+mod udp;
+pub mod vnet;
 
+pub use device::Sink;
+pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats, Protocol, Publish};
 pub use gateway::{Gateway, GatewayCounters};

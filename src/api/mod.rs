@@ -7,7 +7,7 @@ pub mod types;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,8 @@ use tokio::sync::Mutex;
 use crate::daemon::Daemon;
 use crate::error::Error;
 use types::{
-    Connect, Created, Disconnect, EndpointInspect, NetworkCreate, NetworkInspect, NetworkSummary,
+    Connect, Created, Disconnect, EndpointInspect, NatStatsView, NetworkCreate, NetworkInspect,
+    NetworkSummary, PortMapping, PortRequest, PortRow,
 };
 
 /// The daemon as shared by the handlers.
@@ -31,6 +32,10 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}", get(inspect).delete(remove))
         .route("/networks/{name}/connect", post(connect))
         .route("/networks/{name}/disconnect", post(disconnect))
+        .route("/networks/{name}/ports", post(add_port))
+        .route("/networks/{name}/ports/remove", post(remove_port))
+        .route("/networks/{name}/stats", get(stats))
+        .route("/ports", get(list_ports))
         .with_state(daemon)
 }
 
@@ -73,4 +78,49 @@ async fn disconnect(
 ) -> Result<StatusCode, Error> {
     d.lock().await.disconnect(&name, &req.container).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_port(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+    Json(req): Json<PortRequest>,
+) -> Result<(StatusCode, Json<PortMapping>), Error> {
+    let m = d
+        .lock()
+        .await
+        .add_port(&name, &req.container, &req.publish)
+        .await?;
+    Ok((StatusCode::CREATED, Json(m)))
+}
+
+async fn remove_port(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+    Json(req): Json<PortRequest>,
+) -> Result<StatusCode, Error> {
+    d.lock()
+        .await
+        .remove_port(&name, &req.container, &req.publish)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /ports`.
+#[derive(serde::Deserialize)]
+struct PortsQuery {
+    network: Option<String>,
+}
+
+async fn list_ports(
+    State(d): State<Shared>,
+    Query(q): Query<PortsQuery>,
+) -> Result<Json<Vec<PortRow>>, Error> {
+    Ok(Json(d.lock().await.list_ports(q.network.as_deref())?))
+}
+
+async fn stats(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<NatStatsView>, Error> {
+    Ok(Json(d.lock().await.stats(&name).await?))
 }

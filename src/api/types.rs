@@ -12,6 +12,10 @@
 //! - `DELETE /networks/{name}` → 204
 //! - `POST /networks/{name}/connect` [`Connect`] → [`EndpointInspect`]
 //! - `POST /networks/{name}/disconnect` [`Disconnect`] → 204
+//! - `POST /networks/{name}/ports` [`PortRequest`] → 201 (publish at runtime)
+//! - `POST /networks/{name}/ports/remove` [`PortRequest`] → 204
+//! - `GET /ports` (optionally `?network=NAME`) → `[PortRow]`
+//! - `GET /networks/{name}/stats` → [`NatStatsView`]
 //!
 //! Errors: a non-2xx status with [`ErrorBody`].
 
@@ -35,11 +39,12 @@ pub struct NetworkCreate {
     /// Sub-range (CIDR) from which addresses are allocated; default: the whole subnet.
     #[serde(default)]
     pub ip_range: Option<String>,
-    /// No NAT in either direction (NAT arrives with the NAT issue; stored now).
+    /// No NAT in either direction: containers reach only each other and the gateway.
     #[serde(default)]
     pub internal: bool,
     /// Driver options: `icc` (or `com.docker.network.bridge.enable_icc`) = `true|false`,
-    /// `mtu` (or `com.docker.network.driver.mtu`) = 68..=65520.
+    /// `mtu` (or `com.docker.network.driver.mtu`) = 68..=65520, `host_loopback` =
+    /// `true|false` (the gateway address reaches the host's 127.0.0.1; default false).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     /// Link MTU for the network's endpoints; default: the daemon's `--mtu` (1500).
@@ -107,6 +112,8 @@ pub struct NetworkInspect {
     pub gateway: GatewayInspect,
     /// Our own: number of entries in the switch's MAC table.
     pub mac_table_entries: usize,
+    /// Our own: NAT flows and counters.
+    pub nat: NatStatsView,
 }
 
 /// The IPAM section of an inspect.
@@ -167,6 +174,9 @@ pub struct Connect {
     /// MAC address; default: 02:42 followed by the IPv4 address.
     #[serde(default)]
     pub mac: Option<String>,
+    /// Ports to publish, `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` each.
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 /// Request body of `POST /networks/{name}/disconnect`.
@@ -202,6 +212,8 @@ pub struct EndpointInspect {
     pub status: String,
     /// Our own: switch port counters.
     pub counters: PortCountersView,
+    /// Our own: published ports.
+    pub ports: Vec<PortMapping>,
 }
 
 /// Per-port counters as shown to users.
@@ -228,4 +240,154 @@ pub struct PortCountersView {
 pub struct ErrorBody {
     /// One line: what failed, the value at fault, why.
     pub message: String,
+}
+
+/// A published port: `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortMapping {
+    /// Host address listened on (default 0.0.0.0).
+    pub host_ip: Ipv4Addr,
+    /// Host port.
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// Transport protocol.
+    pub protocol: Proto,
+}
+
+/// Transport protocol of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}/{}",
+            self.host_ip, self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+impl std::str::FromStr for PortMapping {
+    type Err = String;
+
+    /// Parses `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("invalid port mapping {s:?}: {why} (expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp])")
+        };
+        let (ports, proto) = match s.rsplit_once('/') {
+            Some((p, "tcp")) => (p, Proto::Tcp),
+            Some((p, "udp")) => (p, Proto::Udp),
+            Some((_, other)) => return Err(bad(&format!("unknown protocol {other:?}"))),
+            None => (s, Proto::Tcp),
+        };
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (ip, hp, cp) = match parts.as_slice() {
+            [hp, cp] => (Ipv4Addr::UNSPECIFIED, *hp, *cp),
+            [ip, hp, cp] => (
+                ip.parse()
+                    .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?,
+                *hp,
+                *cp,
+            ),
+            _ => return Err(bad("wrong number of fields")),
+        };
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(bad(&format!("{p:?} is not a port (1-65535)"))),
+        };
+        Ok(PortMapping {
+            host_ip: ip,
+            host_port: port(hp)?,
+            container_port: port(cp)?,
+            protocol: proto,
+        })
+    }
+}
+
+/// Request body of `POST /networks/{name}/ports` and `POST /networks/{name}/ports/remove`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PortRequest {
+    /// Endpoint name or id.
+    pub container: String,
+    /// `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`.
+    pub publish: String,
+}
+
+/// One row of `GET /ports`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortRow {
+    /// Network name.
+    pub network: String,
+    /// Endpoint name.
+    pub container: String,
+    /// The mapping.
+    #[serde(flatten)]
+    pub mapping: PortMapping,
+}
+
+/// `GET /networks/{name}/stats`: the NAT's flows and counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NatStatsView {
+    /// Live flows by protocol.
+    pub flows: FlowCounts,
+    /// The per-network flow limit.
+    pub max_flows: usize,
+    /// Cumulative counters.
+    pub counters: NatCountersView,
+}
+
+/// Live flows by protocol.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FlowCounts {
+    /// TCP flows.
+    pub tcp: usize,
+    /// UDP flows.
+    pub udp: usize,
+    /// ICMP echo flows.
+    pub icmp: usize,
+}
+
+/// Cumulative NAT counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NatCountersView {
+    /// TCP flows established.
+    pub tcp_opened: u64,
+    /// Outbound dials refused by the far side.
+    pub tcp_refused: u64,
+    /// Outbound dials that found no route or no answer.
+    pub tcp_unreachable: u64,
+    /// UDP flows created.
+    pub udp_flows: u64,
+    /// Echo requests forwarded.
+    pub icmp_echoes: u64,
+    /// New flows refused because the table was full.
+    pub refused_limit: u64,
+    /// Idle UDP/ICMP flows removed.
+    pub expired: u64,
+    /// Packets dropped because the network is internal.
+    pub internal_drops: u64,
 }

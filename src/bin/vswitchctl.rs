@@ -29,6 +29,8 @@ fn main() {
         match cli.command {
             Command::Network(cmd) => vswitchd::cli::network(&client, cmd).await,
             Command::Run(args) => vswitchd::run::run(&client, args).await,
+            Command::Port(cmd) => vswitchd::cli::port(&client, cmd).await,
+            Command::Stats { network } => vswitchd::cli::stats(&client, &network).await,
         }
     });
     std::process::exit(code);

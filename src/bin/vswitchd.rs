@@ -28,6 +28,16 @@ struct Args {
     /// Default MTU of new networks.
     #[arg(long, default_value_t = DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(68..=65520))]
     mtu: u32,
+    /// Most NAT flows (TCP+UDP+ICMP) per network; new flows beyond are refused.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_flows: u64,
+    /// Seconds after which an idle UDP or ICMP flow is forgotten.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    udp_timeout: u64,
+    /// Seconds an outbound TCP connection may take to reach its destination before the
+    /// container is told it is unreachable.
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    connect_timeout: u64,
 }
 
 fn main() {
@@ -79,6 +89,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             state_dir,
             mtu: args.mtu,
             helper_exe: std::env::current_exe().context("cannot find own executable")?,
+            max_flows: args.max_flows as usize,
+            udp_timeout: std::time::Duration::from_secs(args.udp_timeout),
+            connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
         };
         let daemon = Daemon::start(config, &wanted).await?;
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));

@@ -26,23 +26,34 @@ pub(super) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
     }
 }
 
-/// Reads `icc` and `mtu` from driver options (short or Docker spelling).
-pub(super) fn parse_options(
-    options: &BTreeMap<String, String>,
-) -> Result<(bool, Option<u32>), Error> {
-    let mut icc = true;
-    let mut mtu = None;
+/// Driver options of a network, typed.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NetworkOptions {
+    pub icc: bool,
+    pub mtu: Option<u32>,
+    pub host_loopback: bool,
+}
+
+/// Reads `icc`, `mtu` and `host_loopback` from driver options (short or Docker spelling).
+pub(super) fn parse_options(options: &BTreeMap<String, String>) -> Result<NetworkOptions, Error> {
+    let mut out = NetworkOptions {
+        icc: true,
+        mtu: None,
+        host_loopback: false,
+    };
+    let boolean = |k: &str, v: &str| {
+        v.parse::<bool>().map_err(|_| {
+            Error::Invalid(format!(
+                "invalid value {v:?} for option {k}: use true or false"
+            ))
+        })
+    };
     for (k, v) in options {
         match k.as_str() {
-            "icc" | "com.docker.network.bridge.enable_icc" => {
-                icc = v.parse().map_err(|_| {
-                    Error::Invalid(format!(
-                        "invalid value {v:?} for option {k}: use true or false"
-                    ))
-                })?;
-            }
+            "icc" | "com.docker.network.bridge.enable_icc" => out.icc = boolean(k, v)?,
+            "host_loopback" => out.host_loopback = boolean(k, v)?,
             "mtu" | "com.docker.network.driver.mtu" => {
-                mtu = Some(v.parse().map_err(|_| {
+                out.mtu = Some(v.parse().map_err(|_| {
                     Error::Invalid(format!(
                         "invalid value {v:?} for option {k}: expected a number"
                     ))
@@ -50,12 +61,12 @@ pub(super) fn parse_options(
             }
             _ => {
                 return Err(Error::Invalid(format!(
-                    "unknown network option {k} (known: icc, mtu)"
+                    "unknown network option {k} (known: icc, mtu, host_loopback)"
                 )));
             }
         }
     }
-    Ok((icc, mtu))
+    Ok(out)
 }
 
 /// Turns a PID or a path into the namespace file to attach.

@@ -9,25 +9,27 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
-use nat::Gateway;
+use nat::{Gateway, Nat, NatConfig};
 use netns_helper::{AttachSpec, Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
 
 use crate::api::types::{
     Connect, EndpointInspect, GatewayInspect, Ipam, IpamConfig, NetworkCreate, NetworkInspect,
-    NetworkSummary, PortCountersView,
+    NetworkSummary, PortCountersView, PortMapping,
 };
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
 use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
 
 mod inputs;
+mod ports;
 mod views;
 
 use inputs::{
     default_endpoint_name, ns_identity, parse_options, random_id, resolve_netns, validate_name,
 };
-use views::{counters_view, endpoint_view};
+use ports::same_host_port;
+use views::{counters_view, endpoint_view, nat_view};
 
 /// Default link MTU.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -43,6 +45,12 @@ pub struct Config {
     pub mtu: u32,
     /// The binary re-executed as the netns helper.
     pub helper_exe: PathBuf,
+    /// Per-network NAT flow limit.
+    pub max_flows: usize,
+    /// Idle timeout of UDP/ICMP flows.
+    pub udp_timeout: std::time::Duration,
+    /// Outbound TCP dial timeout.
+    pub connect_timeout: std::time::Duration,
 }
 
 /// A network being served: its data path and the port of each attached endpoint.
@@ -135,13 +143,27 @@ impl Daemon {
         let gw_mac = MacAddr::from_ipv4(cfg.gateway).octets();
         let mut switch_cfg = NetworkConfig::new(gw_mac);
         switch_cfg.icc = net.icc;
-        let datapath = Datapath::spawn(name, switch_cfg, Gateway::new(cfg.gateway, gw_mac))
+        let mut nat_cfg = NatConfig::new(
+            cfg.gateway,
+            gw_mac,
+            (cfg.subnet.network(), cfg.subnet.prefix_len()),
+            net.mtu,
+        );
+        nat_cfg.internal = net.internal;
+        nat_cfg.host_loopback = net.host_loopback;
+        nat_cfg.max_flows = self.config.max_flows;
+        nat_cfg.udp_timeout = self.config.udp_timeout;
+        nat_cfg.connect_timeout = self.config.connect_timeout;
+        let nat = Nat::new(nat_cfg).map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
+        let datapath = Datapath::spawn(name, switch_cfg, Gateway::new(cfg.gateway, gw_mac), nat)
             .map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
         tracing::info!(
             network = name,
             subnet = %cfg.subnet,
             gateway = %cfg.gateway,
             icc = net.icc,
+            internal = net.internal,
+            host_loopback = net.host_loopback,
             mtu = net.mtu,
             "serving network"
         );
@@ -178,7 +200,16 @@ impl Daemon {
             };
             match result {
                 Ok(()) => {
-                    tracing::info!(network = name, endpoint = ep.name, ip = %ep.ip, "endpoint re-attached")
+                    tracing::info!(network = name, endpoint = ep.name, ip = %ep.ip, "endpoint re-attached");
+                    for m in &ep.ports {
+                        if let Err(e) = self.publish_one(name, ep.ip, *m).await {
+                            tracing::warn!(
+                                network = name,
+                                endpoint = ep.name,
+                                "port {m} not restored: {e}"
+                            );
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(network = name, endpoint = ep.name, "endpoint lost: {e}");
@@ -240,8 +271,8 @@ impl Daemon {
                 req.name
             )));
         }
-        let (icc, opt_mtu) = parse_options(&req.options)?;
-        let mtu = req.mtu.or(opt_mtu).unwrap_or(self.config.mtu);
+        let opts = parse_options(&req.options)?;
+        let mtu = req.mtu.or(opts.mtu).unwrap_or(self.config.mtu);
         if !(68..=65520).contains(&mtu) {
             return Err(Error::Invalid(format!(
                 "invalid MTU {mtu}: must be 68..=65520"
@@ -277,7 +308,8 @@ impl Daemon {
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             pool: AddressPool::new(config),
             internal: req.internal,
-            icc,
+            icc: opts.icc,
+            host_loopback: opts.host_loopback,
             mtu,
             endpoints: BTreeMap::new(),
         };
@@ -377,6 +409,7 @@ impl Daemon {
             "com.docker.network.driver.mtu".to_string(),
             net.mtu.to_string(),
         );
+        options.insert("host_loopback".to_string(), net.host_loopback.to_string());
         Ok(NetworkInspect {
             name: net.name.clone(),
             id: net.id.clone(),
@@ -410,6 +443,7 @@ impl Daemon {
                     .unwrap_or_default(),
             },
             mac_table_entries: snap.mac_entries,
+            nat: nat_view(&snap.nat),
         })
     }
 
@@ -461,6 +495,15 @@ impl Daemon {
                     })
             })
             .transpose()?;
+        let mut mappings = Vec::new();
+        for spec in &req.publish {
+            let m = self.check_mapping(network, spec)?;
+            if mappings.iter().any(|o: &PortMapping| same_host_port(o, &m)) {
+                return Err(Error::Conflict(format!("{spec} is given twice")));
+            }
+            mappings.push(m);
+        }
+        let net = self.network(network)?;
         let prefix_len = net.pool.config().subnet.prefix_len();
         let gateway = net.pool.config().gateway;
         let mtu = net.mtu;
@@ -521,10 +564,20 @@ impl Daemon {
             ifname,
             ip,
             mac,
+            ports: mappings.clone(),
         };
         if let Err(e) = self.plug(network, &id, &ep, fd).await {
             self.undo_attach(network, &ep).await;
             return Err(e);
+        }
+        for (i, m) in mappings.iter().enumerate() {
+            if let Err(e) = self.publish_one(network, ip, *m).await {
+                for done in &mappings[..i] {
+                    self.unpublish_one(network, *done).await;
+                }
+                self.undo_attach(network, &ep).await;
+                return Err(e);
+            }
         }
         let net = self.state.networks.get_mut(network).expect("checked above");
         net.endpoints.insert(id.clone(), ep.clone());

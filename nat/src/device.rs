@@ -1,0 +1,194 @@
+//! The smoltcp side of the gateway: a `phy::Device` (Medium::Ip) that hands smoltcp exactly
+//! one borrowed IP packet per poll and turns each packet smoltcp sends into a complete TAP
+//! frame (virtio-net header + Ethernet + IP) written straight to the caller's sink.
+//!
+//! No queue and no allocation: received packets are borrowed from the data path's buffer,
+//! transmitted ones are built in one scratch buffer owned by the engine and handed to the sink
+//! (which forwards them through the switch) before the next one is built.
+//!
+//! Offloads: smoltcp is told that the device verifies no TCP checksum (frames from containers
+//! carry partial checksums under the virtio `NEEDS_CSUM` flag) and computes none; for every
+//! TCP segment we write the pseudo-header sum and set `NEEDS_CSUM`, and for segments larger
+//! than the MSS smoltcp asks for (segmentation offload) we set `GSO_TCPV4` so the container's
+//! kernel receives one large frame instead of forty small ones.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::num::NonZeroUsize;
+
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium, PacketMeta};
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, checksum,
+};
+
+use crate::vnet::{self, VnetHeader};
+
+/// Ethernet header length.
+pub(crate) const ETH_LEN: usize = 14;
+
+/// Where frames for containers go: each call carries one whole TAP frame.
+pub type Sink<'s> = dyn FnMut(&[u8]) + 's;
+
+/// Container IP → MAC, as bound by the daemon (the gateway's own ARP knowledge).
+pub(crate) type Neighbors = HashMap<Ipv4Addr, [u8; 6], foldhash::fast::RandomState>;
+
+/// Builds TAP frames around IP packets.
+pub(crate) struct Framer {
+    pub gateway_mac: [u8; 6],
+    pub neighbors: Neighbors,
+    /// Scratch buffer for one frame (header + Ethernet + the largest IP packet).
+    pub buf: Vec<u8>,
+}
+
+impl Framer {
+    /// Ethernet destination for `ip`: its bound MAC, or the 02:42 MAC derived from it.
+    fn mac_of(&self, ip: Ipv4Addr) -> [u8; 6] {
+        self.neighbors.get(&ip).copied().unwrap_or_else(|| {
+            let o = ip.octets();
+            [0x02, 0x42, o[0], o[1], o[2], o[3]]
+        })
+    }
+
+    /// Lets `fill` write an IP packet of `len` bytes, then completes the frame (Ethernet
+    /// header, virtio-net header with checksum/GSO hints) and hands it to `sink`.
+    pub(crate) fn send<R>(
+        &mut self,
+        len: usize,
+        meta: PacketMeta,
+        sink: &mut Sink<'_>,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let start = vnet::LEN + ETH_LEN;
+        if self.buf.len() < start + len {
+            // Only reached if smoltcp asks for more than the MTU we advertised.
+            self.buf.resize(start + len, 0);
+        }
+        let r = fill(&mut self.buf[start..start + len]);
+        let hdr = self.finish_ip(start, len, meta);
+        hdr.emit(&mut self.buf[..vnet::LEN]);
+        let dst = Ipv4Packet::new_unchecked(&self.buf[start..start + len]).dst_addr();
+        let mac = self.mac_of(dst);
+        let mut eth = EthernetFrame::new_unchecked(&mut self.buf[vnet::LEN..start]);
+        eth.set_dst_addr(EthernetAddress(mac));
+        eth.set_src_addr(EthernetAddress(self.gateway_mac));
+        eth.set_ethertype(EthernetProtocol::Ipv4);
+        sink(&self.buf[..start + len]);
+        r
+    }
+
+    /// For TCP: writes the pseudo-header sum and returns the virtio header asking the kernel
+    /// to finish the checksum (and to treat the frame as GSO when it exceeds the MSS).
+    fn finish_ip(&mut self, start: usize, len: usize, meta: PacketMeta) -> VnetHeader {
+        let Ok(mut ip) = Ipv4Packet::new_checked(&mut self.buf[start..start + len]) else {
+            return VnetHeader::default();
+        };
+        if ip.next_header() != IpProtocol::Tcp {
+            return VnetHeader::default();
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let ihl = ip.header_len() as usize;
+        let tcp_len = len - ihl;
+        let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
+        tcp.set_checksum(checksum::pseudo_header_v4(
+            &src,
+            &dst,
+            IpProtocol::Tcp,
+            tcp_len as u32,
+        ));
+        let hdr_len = ihl + tcp.header_len() as usize;
+        let mut hdr = VnetHeader {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_NONE,
+            hdr_len: (ETH_LEN + hdr_len) as u16,
+            gso_size: 0,
+            csum_start: (ETH_LEN + ihl) as u16,
+            csum_offset: 16,
+        };
+        if let Some(mss) = meta.segmentation_offload_size
+            && len - hdr_len > usize::from(mss.get())
+        {
+            hdr.gso_type = vnet::GSO_TCPV4;
+            hdr.gso_size = mss.get();
+        }
+        hdr
+    }
+}
+
+/// What smoltcp sees for one poll: at most one received packet, and a transmit path.
+pub(crate) struct OneShot<'a, 's> {
+    pub rx: Option<&'a [u8]>,
+    pub framer: &'a mut Framer,
+    pub sink: &'a mut Sink<'s>,
+    pub mtu: usize,
+}
+
+pub(crate) struct Rx<'a>(&'a [u8]);
+pub(crate) struct Tx<'a, 's> {
+    framer: &'a mut Framer,
+    sink: &'a mut Sink<'s>,
+    meta: PacketMeta,
+}
+
+impl phy::RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_, '_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        self.framer.send(len, self.meta, self.sink, f)
+    }
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.meta = meta;
+    }
+}
+
+impl phy::Device for OneShot<'_, '_> {
+    type RxToken<'b>
+        = Rx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b, 'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let pkt = self.rx.take()?;
+        Some((
+            Rx(pkt),
+            Tx {
+                framer: self.framer,
+                sink: self.sink,
+                meta: PacketMeta::default(),
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
+        Some(Tx {
+            framer: self.framer,
+            sink: self.sink,
+            meta: PacketMeta::default(),
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        capabilities(self.mtu)
+    }
+}
+
+/// The capabilities every gateway device advertises.
+pub(crate) fn capabilities(mtu: usize) -> DeviceCapabilities {
+    let mut checksum = ChecksumCapabilities::default();
+    checksum.ipv4 = Checksum::Tx;
+    checksum.tcp = Checksum::None;
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    caps.max_transmission_unit = mtu;
+    caps.checksum = checksum;
+    caps.segmentation.tcpv4 = NonZeroUsize::new(65_000);
+    caps
+}
