@@ -192,3 +192,121 @@ pub(crate) fn capabilities(mtu: usize) -> DeviceCapabilities {
     caps.segmentation.tcpv4 = NonZeroUsize::new(65_000);
     caps
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU16;
+
+    use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket};
+
+    use super::*;
+
+    /// A TCP/IPv4 packet with `payload` bytes of data from 203.0.113.2 to 10.0.0.2.
+    fn tcp_packet(buf: &mut [u8], payload: usize) -> usize {
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Addr::new(203, 0, 113, 2),
+            dst_addr: Ipv4Addr::new(10, 0, 0, 2),
+            next_header: IpProtocol::Tcp,
+            payload_len: 20 + payload,
+            hop_limit: 64,
+        };
+        ip.emit(
+            &mut Ipv4Packet::new_unchecked(&mut *buf),
+            &ChecksumCapabilities::default(),
+        );
+        let mut tcp = TcpPacket::new_unchecked(&mut buf[20..]);
+        tcp.set_header_len(20);
+        tcp.set_src_port(80);
+        tcp.set_dst_port(40000);
+        20 + 20 + payload
+    }
+
+    fn frame(payload: usize, mss: Option<u16>) -> Vec<u8> {
+        let mut framer = Framer {
+            gateway_mac: [0x02, 0x42, 10, 0, 0, 1],
+            neighbors: Neighbors::default(),
+            buf: vec![0; 70_000],
+        };
+        framer
+            .neighbors
+            .insert(Ipv4Addr::new(10, 0, 0, 2), [0x02, 0, 0, 0, 0, 9]);
+        let mut meta = PacketMeta::default();
+        meta.segmentation_offload_size = mss.and_then(NonZeroU16::new);
+        let mut out = Vec::new();
+        let mut sink = |f: &[u8]| out.extend_from_slice(f);
+        framer.send(40 + payload, meta, &mut sink, |b| {
+            tcp_packet(b, payload);
+        });
+        out
+    }
+
+    #[test]
+    fn tcp_frames_carry_a_partial_checksum_for_the_kernel_to_finish() {
+        let f = frame(100, None);
+        assert_eq!(f[0], vnet::F_NEEDS_CSUM);
+        assert_eq!(f[1], vnet::GSO_NONE);
+        assert_eq!(
+            u16::from_le_bytes([f[6], f[7]]),
+            14 + 20,
+            "csum_start at the TCP header"
+        );
+        assert_eq!(
+            u16::from_le_bytes([f[8], f[9]]),
+            16,
+            "csum_offset of the TCP checksum"
+        );
+        let eth = EthernetFrame::new_checked(&f[vnet::LEN..]).unwrap();
+        assert_eq!(
+            eth.dst_addr().0,
+            [0x02, 0, 0, 0, 0, 9],
+            "bound MAC of the destination"
+        );
+        assert_eq!(eth.src_addr().0, [0x02, 0x42, 10, 0, 0, 1]);
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let pseudo =
+            checksum::pseudo_header_v4(&ip.src_addr(), &ip.dst_addr(), IpProtocol::Tcp, 120);
+        assert_eq!(tcp.checksum(), pseudo);
+    }
+
+    #[test]
+    fn segments_larger_than_the_mss_are_marked_gso() {
+        let f = frame(30_000, Some(1448));
+        assert_eq!(f[1], vnet::GSO_TCPV4);
+        assert_eq!(u16::from_le_bytes([f[4], f[5]]), 1448, "gso_size = MSS");
+        assert_eq!(u16::from_le_bytes([f[2], f[3]]), 14 + 20 + 20, "hdr_len");
+        let small = frame(1000, Some(1448));
+        assert_eq!(small[1], vnet::GSO_NONE, "one segment needs no GSO");
+    }
+
+    #[test]
+    fn non_tcp_packets_get_no_offload_hints() {
+        let mut framer = Framer {
+            gateway_mac: [2, 0x42, 10, 0, 0, 1],
+            neighbors: Neighbors::default(),
+            buf: vec![0; 2048],
+        };
+        let mut out = Vec::new();
+        let mut sink = |f: &[u8]| out.extend_from_slice(f);
+        framer.send(28, PacketMeta::default(), &mut sink, |b| {
+            let ip = Ipv4Repr {
+                src_addr: Ipv4Addr::new(10, 0, 0, 1),
+                dst_addr: Ipv4Addr::new(10, 0, 0, 7),
+                next_header: IpProtocol::Udp,
+                payload_len: 8,
+                hop_limit: 64,
+            };
+            ip.emit(
+                &mut Ipv4Packet::new_unchecked(b),
+                &ChecksumCapabilities::default(),
+            );
+        });
+        assert_eq!(&out[..vnet::LEN], &[0u8; vnet::LEN]);
+        let eth = EthernetFrame::new_checked(&out[vnet::LEN..]).unwrap();
+        assert_eq!(
+            eth.dst_addr().0,
+            [2, 0x42, 10, 0, 0, 7],
+            "derived MAC when unbound"
+        );
+    }
+}

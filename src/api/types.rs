@@ -391,3 +391,48 @@ pub struct NatCountersView {
     /// Packets dropped because the network is internal.
     pub internal_drops: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_mappings_parse_like_docker_publish() {
+        let m: PortMapping = "8080:80".parse().unwrap();
+        assert_eq!(
+            m,
+            PortMapping {
+                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_port: 8080,
+                container_port: 80,
+                protocol: Proto::Tcp
+            }
+        );
+        let m: PortMapping = "127.0.0.1:5353:53/udp".parse().unwrap();
+        assert_eq!(
+            (m.host_ip, m.host_port, m.container_port, m.protocol),
+            (Ipv4Addr::LOCALHOST, 5353, 53, Proto::Udp)
+        );
+        assert_eq!(m.to_string(), "127.0.0.1:5353:53/udp");
+        assert_eq!(
+            m.to_string().parse::<PortMapping>().unwrap(),
+            m,
+            "round trip"
+        );
+    }
+
+    #[test]
+    fn bad_port_mappings_name_the_problem() {
+        for (spec, why) in [
+            ("80", "wrong number of fields"),
+            ("a:b:c:d", "wrong number of fields"),
+            ("8080:80/sctp", "unknown protocol"),
+            ("0:80", "not a port"),
+            ("8080:70000", "not a port"),
+            ("300.1.1.1:80:80", "not an IPv4 address"),
+        ] {
+            let err = spec.parse::<PortMapping>().unwrap_err();
+            assert!(err.contains(why) && err.contains(spec), "{spec}: {err}");
+        }
+    }
+}
