@@ -498,10 +498,13 @@ fn pump(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
         moved = true;
     }
     let state = sock.state();
+    // Bytes the container sent before closing must reach the host first: a flow whose
+    // receive buffer is not yet flushed stays until EPOLLOUT lets us write the rest.
+    let unflushed = !broken && sock.recv_queue() > 0;
     if moved {
         nat.poll_iface(None, sink);
     }
-    if matches!(state, State::Closed | State::TimeWait) {
+    if matches!(state, State::Closed | State::TimeWait) && !unflushed {
         let Some(Slot::Tcp(flow)) = nat.slots[token].as_ref() else {
             return;
         };
