@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -176,7 +178,19 @@ impl Daemon {
 
     /// Same, as user `uid` (gid = uid), running the given binary.
     pub fn start_as(args: &[&str], user: Option<u32>, vswitchd: PathBuf) -> Self {
+        Self::start_prepared(args, user, vswitchd, |_| {})
+    }
+
+    /// Like [`Daemon::start_as`], but runs `prepare` on the fresh world namespace before the
+    /// daemon starts in it (links, routes, per-namespace sysctls).
+    pub fn start_prepared(
+        args: &[&str],
+        user: Option<u32>,
+        vswitchd: PathBuf,
+        prepare: impl FnOnce(&Netns),
+    ) -> Self {
         let world = Netns::new("world");
+        prepare(&world);
         let dir = tempfile::tempdir().expect("tempdir");
         if let Some(uid) = user {
             must(
@@ -323,7 +337,15 @@ impl Daemon {
 
     /// Attaches `ns` to `network` as `name`; returns the endpoint's IPv4 address (no prefix).
     pub fn connect(&self, network: &str, ns: &Netns, name: &str) -> String {
-        self.ctl_ok(&["network", "connect", network, &ns.path(), "--name", name]);
+        self.connect_with(network, ns, name, &[])
+    }
+
+    /// Like [`Daemon::connect`], with more `network connect` flags (e.g. `--publish 8080:80`).
+    pub fn connect_with(&self, network: &str, ns: &Netns, name: &str, extra: &[&str]) -> String {
+        let path = ns.path();
+        let mut args = vec!["network", "connect", network, &path, "--name", name];
+        args.extend_from_slice(extra);
+        self.ctl_ok(&args);
         let ep = self.endpoint(network, name);
         ep["IPv4Address"]
             .as_str()
@@ -347,6 +369,20 @@ pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `check` is true, up to `secs` seconds; false if it never became true.
+pub fn wait_until(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
