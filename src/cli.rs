@@ -173,6 +173,9 @@ pub struct ConnectArgs {
     /// default tcp). The container sees the real client address. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Another DNS name for the container on this network. Repeatable.
+    #[arg(long = "alias", value_name = "NAME")]
+    pub aliases: Vec<String>,
 }
 
 /// `run` flags.
@@ -282,6 +285,7 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                 ip: a.ip,
                 mac: a.mac,
                 publish: a.publish,
+                aliases: a.aliases,
             };
             match client
                 .post(&format!("/networks/{}/connect", a.network), &req)

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nat::{Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
+use nat::{DnsView, Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
 use netns_helper::VNET_HDR_LEN;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -78,6 +78,8 @@ pub enum Command {
         /// Whether it was published.
         reply: oneshot::Sender<bool>,
     },
+    /// Replace what each container may resolve.
+    SetDns(DnsView),
     /// Report counters.
     Snapshot {
         /// The snapshot.
@@ -226,6 +228,14 @@ impl Datapath {
         })?;
         rx.await
             .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+    }
+
+    /// Replaces the network's name view (fire and forget: the thread applies it in order).
+    ///
+    /// # Errors
+    /// When the thread is gone.
+    pub fn set_dns(&self, view: DnsView) -> Result<(), crate::error::Error> {
+        self.send(Command::SetDns(view))
     }
 
     /// Current counters.
@@ -401,6 +411,7 @@ impl Engine {
                 } => {
                     let _ = reply.send(self.nat.remove_publish(host, protocol));
                 }
+                Command::SetDns(view) => self.nat.set_dns_view(view),
                 Command::Snapshot { reply } => {
                     let ports = self
                         .net

@@ -5,16 +5,18 @@
 //! every requested network; the child executes the command; when it exits the parent
 //! disconnects it (freeing its addresses) and exits with the command's status. SIGINT from
 //! the terminal reaches the command (same process group); the parent outlives it to clean up,
-//! and forwards SIGTERM/SIGHUP it receives.
+//! and forwards SIGTERM/SIGHUP it receives. The command gets its own /etc/resolv.conf (the
+//! gateway answers DNS), /etc/hosts and hostname (`--name`), as in a container.
 
 use std::os::unix::process::ExitStatusExt;
 
 use netns_helper::fresh::FreshChild;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::api::types::{Connect, Disconnect};
+use crate::api::types::{Connect, Disconnect, EndpointInspect, NetworkInspect};
 use crate::cli::{EXIT_RUN_FAILED, RunArgs, report};
 use crate::client::Client;
+use netns_helper::fresh::Setup;
 
 /// Runs the command; returns the exit code for vswitchctl.
 pub async fn run(client: &Client, args: RunArgs) -> i32 {
@@ -45,6 +47,7 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
     let pid = child.pid();
     let name = args.name.clone().unwrap_or_else(|| format!("run-{pid}"));
     let mut attached: Vec<String> = Vec::new();
+    let mut addresses: Vec<String> = Vec::new();
     for (i, net) in networks.iter().enumerate() {
         let req = Connect {
             container: format!("/proc/{pid}/ns/net"),
@@ -56,17 +59,32 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
             } else {
                 Vec::new()
             },
+            aliases: Vec::new(),
         };
-        if let Err(e) = client.post(&format!("/networks/{net}/connect"), &req).await {
-            report(&e);
-            let _ = child.child.kill();
-            let _ = child.child.wait();
-            detach_all(client, &attached, &name).await;
-            return EXIT_RUN_FAILED;
+        match client.post(&format!("/networks/{net}/connect"), &req).await {
+            Ok(body) => {
+                if let Ok(ep) = serde_json::from_slice::<EndpointInspect>(&body) {
+                    addresses.push(
+                        ep.ipv4_address
+                            .split('/')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+            Err(e) => {
+                report(&e);
+                let _ = child.child.kill();
+                let _ = child.child.wait();
+                detach_all(client, &attached, &name).await;
+                return EXIT_RUN_FAILED;
+            }
         }
         attached.push(net.clone());
     }
-    if let Err(e) = child.start() {
+    let setup = setup(client, &networks[0], &name, &addresses).await;
+    if let Err(e) = child.start(&setup) {
         eprintln!("error: the command's process went away: {e}");
         let _ = child.child.wait();
         detach_all(client, &attached, &name).await;
@@ -98,6 +116,32 @@ async fn wait_forwarding_signals(child: FreshChild) -> std::io::Result<std::proc
             _ = term.recv() => { let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM); }
             _ = hup.recv() => { let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGHUP); }
         }
+    }
+}
+
+/// The command's resolv.conf (the first network's gateway answers DNS), hosts (its own name
+/// on each address) and hostname.
+async fn setup(client: &Client, first: &str, name: &str, addresses: &[String]) -> Setup {
+    let gateway = client
+        .get::<NetworkInspect>(&format!("/networks/{first}"))
+        .await
+        .ok()
+        .and_then(|n| n.ipam.config.first().map(|c| c.gateway.clone()));
+    let resolv_conf = match gateway {
+        Some(gw) => format!(
+            "# written by vswitchctl run: the gateway of {first} answers DNS\nnameserver {gw}\noptions ndots:0\n"
+        ),
+        None => String::new(),
+    };
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for ip in addresses {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    Setup {
+        resolv_conf,
+        hosts,
+        hostname: name.to_string(),
     }
 }
 

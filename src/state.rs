@@ -66,6 +66,9 @@ pub struct EndpointState {
     /// Published ports.
     #[serde(default)]
     pub ports: Vec<crate::api::types::PortMapping>,
+    /// DNS aliases.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl State {

@@ -26,7 +26,7 @@ use smoltcp::wire::{
 };
 
 use crate::device::{Framer, Neighbors, OneShot, Sink};
-use crate::{ping, tcp, udp};
+use crate::{dns, ping, tcp, udp};
 
 /// How the gateway translates for one network.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct NatConfig {
     /// Receive and send buffer of each TCP flow's smoltcp socket (default 1 MiB each; with
     /// window scaling this lets one flow fill a local link).
     pub tcp_buffer: usize,
+    /// Upstream resolvers of the DNS responder.
+    pub dns: dns::DnsConfig,
 }
 
 impl NatConfig {
@@ -74,6 +76,7 @@ impl NatConfig {
             udp_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             tcp_buffer: 1 << 20,
+            dns: dns::DnsConfig::default(),
         }
     }
 
@@ -149,6 +152,8 @@ pub(crate) enum Slot {
     Udp(udp::UdpFlow),
     UdpListener(udp::Listener),
     Ping(ping::PingFlow),
+    Dns(dns::Pending),
+    DnsTcp(tcp::DnsTcp),
 }
 
 /// The translation engine of one network.
@@ -170,6 +175,7 @@ pub struct Nat {
     pub(crate) tcp_live: usize,
     pub(crate) udp_live: usize,
     pub(crate) ping_live: usize,
+    pub(crate) dns: dns::Dns,
     /// Scratch buffer for reading UDP/ICMP datagrams from host sockets.
     pub(crate) dgram: Vec<u8>,
     start: std::time::Instant,
@@ -241,6 +247,10 @@ impl Nat {
             tcp_live: 0,
             udp_live: 0,
             ping_live: 0,
+            dns: dns::Dns {
+                cfg: cfg.dns.clone(),
+                ..Default::default()
+            },
             dgram: vec![0; 65_536],
             start,
             last_sweep: start,
@@ -387,11 +397,13 @@ impl Nat {
                 Some(Slot::Udp(_)) => udp::on_host_readable(self, token, sink),
                 Some(Slot::UdpListener(_)) => udp::on_listener_readable(self, token, sink),
                 Some(Slot::Ping(_)) => ping::on_host_readable(self, token, sink),
-                None => {}
+                Some(Slot::Dns(_)) => dns::on_upstream(self, token, sink),
+                Some(Slot::DnsTcp(_)) | None => {}
             }
         }
         self.events = events;
         tcp::check_dials(self, sink);
+        dns::expire(self, std::time::Instant::now(), sink);
         self.poll_iface(None, sink);
         tcp::pump_all(self, sink);
         let now = std::time::Instant::now();
@@ -411,7 +423,15 @@ impl Nat {
             .poll_delay(now, &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()))
             .unwrap_or(Duration::from_secs(1));
-        smol.min(Duration::from_secs(1))
+        let dns = dns::next_deadline(self)
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(Duration::from_secs(1));
+        smol.min(dns).min(Duration::from_secs(1))
+    }
+
+    /// Replaces what each querier may resolve (pushed by the daemon on every change).
+    pub fn set_dns_view(&mut self, view: dns::DnsView) {
+        self.dns.view = view;
     }
 
     /// Starts serving a published port on an already bound host socket (a listening TCP

@@ -7,12 +7,14 @@
 //! rest, replacing iptables MASQUERADE and DNAT without privileges: TCP is terminated in
 //! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
 //! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
-//! into containers with the real client address. `device.rs` adapts smoltcp to TAP frames
+//! into containers with the real client address. `dns.rs` answers container names on the
+//! gateway address and relays other queries upstream. `device.rs` adapts smoltcp to TAP frames
 //! with virtio-net offloads; `emit.rs` builds the packets the gateway writes itself.
 #![forbid(unsafe_code)]
 
 mod arp;
 mod device;
+mod dns;
 mod emit;
 mod engine;
 mod gateway;
@@ -23,5 +25,6 @@ mod udp;
 pub mod vnet;
 
 pub use device::Sink;
+pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone};
 pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats, Protocol, Publish};
 pub use gateway::{Gateway, GatewayCounters};

@@ -79,6 +79,10 @@ pub(crate) fn on_packet(nat: &mut Nat, packet: &[u8], sink: &mut Sink<'_>) {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let (sport, dport) = (udp.src_port(), udp.dst_port());
     let payload = udp.payload();
+    if dst == nat.cfg.gateway_ip && dport == 53 {
+        crate::dns::on_udp(nat, SocketAddrV4::new(src, sport), payload, sink);
+        return;
+    }
     let now = Instant::now();
     // A reply to a published port's client?
     if let Some(f) = nat

@@ -3,6 +3,10 @@
 //! its networks, and only then executes the command (so the command never starts without its
 //! interfaces).
 //!
+//! The child also gets private mount and UTS namespaces: before executing it shows the
+//! [`Setup`] the parent sends (its own /etc/resolv.conf and /etc/hosts, its hostname), as a
+//! container runtime would.
+//!
 //! The parent and child talk over a socket pair whose child end is inherited under the fd
 //! number named in [`FD_ENV`]; stdin, stdout and stderr pass through to the command untouched.
 
@@ -22,7 +26,17 @@ pub const CHILD_ARG: &str = "__run-child";
 pub const FD_ENV: &str = "VSWITCH_RUN_CTL_FD";
 
 const READY: u8 = b'r';
-const GO: u8 = b'g';
+
+/// What the command's world looks like, sent once the child is attached.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Setup {
+    /// Contents of /etc/resolv.conf (empty: leave it alone).
+    pub resolv_conf: String,
+    /// Contents of /etc/hosts (empty: leave it alone).
+    pub hosts: String,
+    /// Hostname (empty: leave it alone).
+    pub hostname: String,
+}
 
 /// The parent's handle on a child waiting in its fresh namespace.
 pub struct FreshChild {
@@ -67,12 +81,14 @@ impl FreshChild {
         self.child.id()
     }
 
-    /// Lets the child execute its command.
+    /// Lets the child set up its files and hostname and execute its command.
     ///
     /// # Errors
     /// The child is gone.
-    pub fn start(&mut self) -> io::Result<()> {
-        self.ctl.write_all(&[GO])
+    pub fn start(&mut self, setup: &Setup) -> io::Result<()> {
+        let body = serde_json::to_vec(setup).map_err(io::Error::other)?;
+        self.ctl.write_all(&body)?;
+        self.ctl.shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -91,16 +107,27 @@ pub fn child_main(args: Vec<OsString>) -> ! {
     // SAFETY: the parent passed us this fd number for exactly this socket, and nothing else in
     // this fresh process uses it.
     let mut ctl = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    if let Err(e) = crate::ns::unshare_user_and_net() {
-        eprintln!("vswitchctl run: cannot create a user and network namespace: {e}");
+    if let Err(e) = crate::ns::unshare_container() {
+        eprintln!("vswitchctl run: cannot create the command's namespaces: {e}");
         std::process::exit(125);
     }
-    let mut b = [0u8; 1];
-    if ctl.write_all(&[READY]).is_err() || !matches!(ctl.read(&mut b), Ok(1) if b[0] == GO) {
+    let mut body = Vec::new();
+    if ctl.write_all(&[READY]).is_err() || ctl.read_to_end(&mut body).is_err() || body.is_empty() {
         // The parent gave up (attach failed); it reports why.
         std::process::exit(125);
     }
     drop(ctl);
+    let setup: Setup = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vswitchctl run: internal: bad setup: {e}");
+            std::process::exit(125);
+        }
+    };
+    if let Err(e) = apply(&setup) {
+        eprintln!("vswitchctl run: {e}");
+        std::process::exit(125);
+    }
     let Some((prog, rest)) = cmd.split_first() else {
         eprintln!("vswitchctl run: no command given");
         std::process::exit(125);
@@ -115,4 +142,20 @@ pub fn child_main(args: Vec<OsString>) -> ! {
     } else {
         126
     });
+}
+
+/// Applies the setup inside the child's private namespaces.
+fn apply(setup: &Setup) -> io::Result<()> {
+    if !setup.resolv_conf.is_empty() {
+        crate::ns::overlay_file("/etc/resolv.conf", &setup.resolv_conf)?;
+    }
+    if !setup.hosts.is_empty() {
+        crate::ns::overlay_file("/etc/hosts", &setup.hosts)?;
+    }
+    if !setup.hostname.is_empty() {
+        nix::unistd::sethostname(&setup.hostname).map_err(|e| {
+            io::Error::other(format!("cannot set hostname {}: {e}", setup.hostname))
+        })?;
+    }
+    Ok(())
 }

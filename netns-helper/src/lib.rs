@@ -35,7 +35,7 @@ pub const HELPER_ARG: &str = "__netns-helper";
 pub const VNET_HDR_LEN: usize = 12;
 
 /// Identity of a namespace file: (device, inode) of the nsfs inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NsId {
     /// `st_dev` of the nsfs inode.
     pub dev: u64,

@@ -109,17 +109,56 @@ impl NetnsFile {
     }
 }
 
-/// Moves the calling (single-threaded) process into a new user and network namespace, mapping
-/// uid and gid 0 inside to the caller's effective ids outside (as `unshare -Ur` does).
+/// Moves the calling (single-threaded) process into new user, network, mount and UTS
+/// namespaces, mapping uid and gid 0 inside to the caller's effective ids outside (as
+/// `unshare -Ur` does). Mounts are made private so later bind mounts stay inside.
 ///
 /// # Errors
-/// The OS error of `unshare` or of writing the id maps.
-pub fn unshare_user_and_net() -> io::Result<()> {
+/// The OS error of `unshare`, of writing the id maps or of changing mount propagation.
+pub fn unshare_container() -> io::Result<()> {
     let uid = nix::unistd::geteuid();
     let gid = nix::unistd::getegid();
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS,
+    )
+    .map_err(io::Error::from)?;
     std::fs::write("/proc/self/setgroups", "deny")?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
     Ok(())
+}
+
+/// Shows `contents` at `target` for this mount namespace only (a bind mount of a private
+/// copy; the copy's name is removed at once, the mount keeps it alive).
+///
+/// # Errors
+/// Writing the copy or mounting it.
+pub fn overlay_file(target: &str, contents: &str) -> io::Result<()> {
+    let dir = std::env::temp_dir();
+    let copy = dir.join(format!(
+        ".vswitch-run-{}-{}",
+        std::process::id(),
+        target.replace('/', "_")
+    ));
+    std::fs::write(&copy, contents)?;
+    let res = nix::mount::mount(
+        Some(&copy),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    let _ = std::fs::remove_file(&copy);
+    res.map_err(|e| io::Error::other(format!("cannot bind a private {target}: {e}")))
 }

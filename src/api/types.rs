@@ -177,6 +177,9 @@ pub struct Connect {
     /// Ports to publish, `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` each.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Extra DNS names of the container on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// Request body of `POST /networks/{name}/disconnect`.
@@ -214,6 +217,8 @@ pub struct EndpointInspect {
     pub counters: PortCountersView,
     /// Our own: published ports.
     pub ports: Vec<PortMapping>,
+    /// DNS aliases besides the name.
+    pub aliases: Vec<String>,
 }
 
 /// Per-port counters as shown to users.

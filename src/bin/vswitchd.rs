@@ -38,6 +38,13 @@ struct Args {
     /// container is told it is unreachable.
     #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
     connect_timeout: u64,
+    /// Upstream DNS resolver for names that are not containers' (repeatable)
+    /// [default: the nameservers of /etc/resolv.conf].
+    #[arg(long = "dns", value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
+    /// Seconds to wait for each upstream resolver before trying the next one.
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    dns_timeout: u64,
 }
 
 fn main() {
@@ -92,6 +99,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             max_flows: args.max_flows as usize,
             udp_timeout: std::time::Duration::from_secs(args.udp_timeout),
             connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
+            dns: nat::DnsConfig {
+                upstreams: upstreams(&args.dns),
+                timeout: std::time::Duration::from_secs(args.dns_timeout),
+            },
         };
         let daemon = Daemon::start(config, &wanted).await?;
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
@@ -104,6 +115,31 @@ fn run(args: Args) -> anyhow::Result<()> {
         drop(shared);
         served.context("API server failed")
     })
+}
+
+/// The resolvers names are relayed to: `--dns`, or the IPv4 nameservers of /etc/resolv.conf.
+fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
+    let from_file;
+    let ips: &[std::net::IpAddr] = if given.is_empty() {
+        from_file = std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .collect::<Vec<std::net::IpAddr>>();
+        &from_file
+    } else {
+        given
+    };
+    let v4: Vec<std::net::SocketAddr> = ips
+        .iter()
+        .filter(|ip| ip.is_ipv4())
+        .map(|ip| std::net::SocketAddr::new(*ip, 53))
+        .collect();
+    if v4.is_empty() {
+        tracing::warn!("no IPv4 upstream DNS resolver: names other than containers' get SERVFAIL");
+    }
+    v4
 }
 
 /// Holds an exclusive lock on the state directory so two daemons never share it.

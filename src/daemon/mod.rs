@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
 
 mod inputs;
+mod names;
 mod ports;
 mod views;
 
@@ -51,6 +52,8 @@ pub struct Config {
     pub udp_timeout: std::time::Duration,
     /// Outbound TCP dial timeout.
     pub connect_timeout: std::time::Duration,
+    /// Upstream resolvers of the gateways' DNS.
+    pub dns: nat::DnsConfig,
 }
 
 /// A network being served: its data path and the port of each attached endpoint.
@@ -154,6 +157,7 @@ impl Daemon {
         nat_cfg.max_flows = self.config.max_flows;
         nat_cfg.udp_timeout = self.config.udp_timeout;
         nat_cfg.connect_timeout = self.config.connect_timeout;
+        nat_cfg.dns = self.config.dns.clone();
         let nat = Nat::new(nat_cfg).map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
         let datapath = Datapath::spawn(name, switch_cfg, Gateway::new(cfg.gateway, gw_mac), nat)
             .map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
@@ -242,6 +246,7 @@ impl Daemon {
         live.datapath.add_port(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);
         live.lost.remove(id);
+        self.publish_names();
         Ok(())
     }
 
@@ -461,6 +466,9 @@ impl Daemon {
             None => default_endpoint_name(&netns),
         };
         validate_name("container name", &name)?;
+        for a in &req.aliases {
+            validate_name("alias", a)?;
+        }
         // Only live endpoints count: the kernel reuses a dead namespace's inode number, so a
         // lost endpoint's identity may now belong to a new container.
         let live_ports = self.live.get(network).map(|l| &l.ports);
@@ -565,6 +573,7 @@ impl Daemon {
             ip,
             mac,
             ports: mappings.clone(),
+            aliases: req.aliases.clone(),
         };
         if let Err(e) = self.plug(network, &id, &ep, fd).await {
             self.undo_attach(network, &ep).await;
@@ -581,6 +590,7 @@ impl Daemon {
         }
         let net = self.state.networks.get_mut(network).expect("checked above");
         net.endpoints.insert(id.clone(), ep.clone());
+        self.publish_names();
         if let Err(e) = self.save() {
             self.undo_attach(network, &ep).await;
             return Err(e);
@@ -618,6 +628,7 @@ impl Daemon {
             net.endpoints.remove(&ep.id);
         }
         self.release(network, ep.ip);
+        self.publish_names();
     }
 
     /// Detaches an endpoint (by name or id): closes its port, deletes its interface, frees its
@@ -661,6 +672,7 @@ impl Daemon {
         let net = self.state.networks.get_mut(network).expect("checked above");
         net.endpoints.remove(&ep.id);
         net.pool.release(ep.ip);
+        self.publish_names();
         self.save()?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
         Ok(())

@@ -23,6 +23,7 @@ pub(super) fn endpoint_view(
         status,
         counters,
         ports: ep.ports.clone(),
+        aliases: ep.aliases.clone(),
     }
 }
 

@@ -1,0 +1,748 @@
+//! The DNS responder on every gateway address (UDP and TCP port 53): container names and
+//! aliases from the network's name store, everything else relayed to upstream resolvers.
+//!
+//! Model: the daemon computes, for each querier address, the [`Zone`] it may see (every
+//! name on every network that container is attached to) and pushes a [`DnsView`] to the
+//! network's data path on each connect/disconnect; nothing is polled. A query for a known
+//! name gets its A records (TTL 600, order rotated per answer, as Docker shuffles them), an
+//! empty NOERROR for other types (AAAA until IPv6 lands), PTR for container addresses;
+//! `host.vswitch.internal` is the gateway on host_loopback networks. Other names are
+//! relayed as raw bytes over UDP to the first upstream; a truncated upstream answer is
+//! fetched again over TCP; on timeout or refusal the next upstream is tried; when none
+//! answers the container gets SERVFAIL. Internal networks never relay (REFUSED).
+//!
+//! Wire format: hickory-proto parses and builds messages (no hand-written parser).
+//! Malformed queries get FORMERR when a header can be read, else nothing. UDP answers
+//! respect 512 bytes or the query's EDNS0 size and set TC when the answer does not fit.
+//!
+//! Limits: at most [`MAX_PENDING`] relayed queries in flight per network (REFUSED beyond);
+//! `--dns-timeout` per upstream attempt. Local answers allocate a few small buffers per
+//! query (this is a service, not the switching path).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use nix::sys::epoll::EpollFlags;
+use smoltcp::wire::{IpProtocol, Ipv4Repr, UdpPacket};
+
+use crate::device::Sink;
+use crate::emit::send_ipv4;
+use crate::engine::{Nat, Slot};
+
+/// TTL of local answers, as Docker's embedded DNS.
+const TTL: u32 = 600;
+/// Relayed queries in flight per network.
+pub const MAX_PENDING: usize = 1024;
+/// The name that leads to the host on host_loopback networks.
+pub const HOST_NAME: &str = "host.vswitch.internal";
+
+/// The names one querier can see.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Zone {
+    names: HashMap<String, Vec<Ipv4Addr>>,
+    ptr: HashMap<Ipv4Addr, String>,
+}
+
+impl Zone {
+    /// An empty zone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `name` → `ip` (case-insensitive); the first name given for an address is its PTR.
+    pub fn add(&mut self, name: &str, ip: Ipv4Addr) {
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        let ips = self.names.entry(key.clone()).or_default();
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+        self.ptr.entry(ip).or_insert(key);
+    }
+
+    fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
+        self.names.get(name).map(Vec::as_slice)
+    }
+}
+
+/// What each querier on a network may resolve, by querier address.
+#[derive(Clone, Debug, Default)]
+pub struct DnsView {
+    /// Querier address → its zone (containers with the same networks share one).
+    pub zones: HashMap<Ipv4Addr, Arc<Zone>>,
+}
+
+/// Upstream resolvers and timing.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// Where unknown names are relayed, in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Time per upstream attempt.
+    pub timeout: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to do with a query.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Send these bytes back.
+    Reply(Vec<u8>),
+    /// Relay to an upstream.
+    Forward,
+    /// Say nothing (not even a header could be read).
+    Drop,
+}
+
+/// Context of one local lookup.
+pub(crate) struct Ask<'a> {
+    pub zone: Option<&'a Zone>,
+    pub gateway: Ipv4Addr,
+    pub host_alias: bool,
+    pub internal: bool,
+    /// Largest reply allowed by the transport (UDP: 512 or EDNS0; TCP: 65535).
+    pub transport_limit: Option<usize>,
+    pub rotate: usize,
+}
+
+/// The largest UDP answer a query accepts: its EDNS0 size (≥ 512, ≤ 4096) or 512.
+fn udp_limit(req: &Message) -> usize {
+    req.edns
+        .as_ref()
+        .map(|e| usize::from(e.max_payload()).clamp(512, 4096))
+        .unwrap_or(512)
+}
+
+fn formerr(query: &[u8]) -> Outcome {
+    if query.len() < 12 {
+        return Outcome::Drop;
+    }
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    match Message::error_msg(id, OpCode::Query, ResponseCode::FormErr).to_vec() {
+        Ok(b) => Outcome::Reply(b),
+        Err(_) => Outcome::Drop,
+    }
+}
+
+/// Parses `d.c.b.a.in-addr.arpa`.
+fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa")?;
+    let o: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match o.as_slice() {
+        [d, c, b, a] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
+        _ => None,
+    }
+}
+
+/// Answers from local knowledge, or says to relay. Pure: no I/O.
+pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
+    let Ok(req) = Message::from_vec(query) else {
+        return formerr(query);
+    };
+    if req.metadata.message_type != MessageType::Query || req.queries.len() != 1 {
+        return formerr(query);
+    }
+    let limit = ask.transport_limit.unwrap_or_else(|| udp_limit(&req));
+    let q = &req.queries[0];
+    let qname = q.name().to_lowercase().to_ascii();
+    let name = qname.trim_end_matches('.');
+    let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.add_query(q.clone());
+    if req.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        resp.set_edns(edns);
+    }
+    if req.metadata.op_code != OpCode::Query {
+        resp.metadata.response_code = ResponseCode::NotImp;
+        return finish(resp, limit);
+    }
+    let local: Option<Vec<Ipv4Addr>> = if ask.host_alias && name == HOST_NAME {
+        Some(vec![ask.gateway])
+    } else {
+        ask.zone.and_then(|z| z.lookup(name)).map(<[_]>::to_vec)
+    };
+    if let Some(mut ips) = local {
+        resp.metadata.authoritative = true;
+        if q.query_type() == RecordType::A {
+            if !ips.is_empty() {
+                let n = ips.len();
+                ips.rotate_left(ask.rotate % n);
+            }
+            for ip in ips {
+                resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+            }
+        }
+        return finish(resp, limit);
+    }
+    if q.query_type() == RecordType::PTR
+        && let Some(ip) = reverse_v4(name)
+        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&ip))
+        && let Ok(target) = Name::from_ascii(format!("{target}."))
+    {
+        resp.metadata.authoritative = true;
+        resp.add_answer(Record::from_rdata(
+            q.name().clone(),
+            TTL,
+            RData::PTR(PTR(target)),
+        ));
+        return finish(resp, limit);
+    }
+    if ask.internal {
+        resp.metadata.response_code = ResponseCode::Refused;
+        return finish(resp, limit);
+    }
+    Outcome::Forward
+}
+
+fn finish(resp: Message, limit: usize) -> Outcome {
+    match resp.to_vec() {
+        Ok(b) if b.len() <= limit => Outcome::Reply(b),
+        Ok(_) => resp
+            .truncate()
+            .to_vec()
+            .map_or(Outcome::Drop, Outcome::Reply),
+        Err(_) => Outcome::Drop,
+    }
+}
+
+/// Makes a relayed answer fit the client's limit (TC when it does not).
+fn fit(answer: Vec<u8>, limit: usize) -> Vec<u8> {
+    if answer.len() <= limit {
+        return answer;
+    }
+    match Message::from_vec(&answer)
+        .ok()
+        .and_then(|m| m.truncate().to_vec().ok())
+        .ok_or(())
+    {
+        Ok(b) => b,
+        Err(_) => {
+            // Not parseable: keep the header only, with TC set and no records.
+            let mut h = answer[..12.min(answer.len())].to_vec();
+            if h.len() == 12 {
+                h[2] |= 0x02;
+                h[4..12].fill(0);
+            }
+            h
+        }
+    }
+}
+
+fn servfail(query: &[u8]) -> Vec<u8> {
+    let mut m = Message::from_vec(query)
+        .map(|req| {
+            let mut r = Message::response(req.metadata.id, req.metadata.op_code);
+            r.metadata.recursion_desired = req.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.add_queries(req.queries);
+            r
+        })
+        .unwrap_or_else(|_| {
+            Message::response(u16::from_be_bytes([query[0], query[1]]), OpCode::Query)
+        });
+    m.metadata.response_code = ResponseCode::ServFail;
+    m.to_vec().unwrap_or_default()
+}
+
+/// Who asked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Client {
+    /// A UDP query from this container address/port.
+    Udp(SocketAddrV4),
+    /// A query on the DNS-over-TCP flow in this slot.
+    Tcp(usize),
+}
+
+enum Io {
+    Udp(UdpSocket),
+    Tcp {
+        stream: TcpStream,
+        out: Vec<u8>,
+        written: usize,
+        inbuf: Vec<u8>,
+    },
+}
+
+/// A query relayed to an upstream, waiting for its answer.
+pub(crate) struct Pending {
+    client: Client,
+    query: Vec<u8>,
+    limit: usize,
+    upstream: usize,
+    deadline: Instant,
+    io: Io,
+}
+
+/// DNS state of one network's gateway.
+#[derive(Default)]
+pub(crate) struct Dns {
+    pub view: DnsView,
+    pub cfg: DnsConfig,
+    pub rotate: usize,
+    pub pending: usize,
+}
+
+/// A UDP query from a container to the gateway.
+pub(crate) fn on_udp(nat: &mut Nat, from: SocketAddrV4, query: &[u8], sink: &mut Sink<'_>) {
+    match local(nat, *from.ip(), query, None) {
+        Outcome::Reply(b) => reply_udp(nat, from, &b, sink),
+        Outcome::Drop => {}
+        Outcome::Forward => {
+            let limit = Message::from_vec(query)
+                .map(|m| udp_limit(&m))
+                .unwrap_or(512);
+            forward(nat, Client::Udp(from), query.to_vec(), limit, 0, sink);
+        }
+    }
+}
+
+/// Looks a query up for the container at `querier`.
+pub(crate) fn local(
+    nat: &mut Nat,
+    querier: Ipv4Addr,
+    query: &[u8],
+    transport_limit: Option<usize>,
+) -> Outcome {
+    nat.dns.rotate = nat.dns.rotate.wrapping_add(1);
+    let zone = nat.dns.view.zones.get(&querier).cloned();
+    let ask = Ask {
+        zone: zone.as_deref(),
+        gateway: nat.cfg.gateway_ip,
+        host_alias: nat.cfg.host_loopback,
+        internal: nat.cfg.internal,
+        transport_limit,
+        rotate: nat.dns.rotate,
+    };
+    answer(&ask, query)
+}
+
+fn reply_udp(nat: &mut Nat, to: SocketAddrV4, msg: &[u8], sink: &mut Sink<'_>) {
+    let gw = nat.cfg.gateway_ip;
+    let udp_len = 8 + msg.len();
+    let ip = Ipv4Repr {
+        src_addr: gw,
+        dst_addr: *to.ip(),
+        next_header: IpProtocol::Udp,
+        payload_len: udp_len,
+        hop_limit: 64,
+    };
+    send_ipv4(nat, ip, sink, |buf| {
+        let mut pkt = UdpPacket::new_unchecked(buf);
+        pkt.set_src_port(53);
+        pkt.set_dst_port(to.port());
+        pkt.set_len(udp_len as u16);
+        pkt.payload_mut()[..msg.len()].copy_from_slice(msg);
+        pkt.fill_checksum(&gw.into(), &(*to.ip()).into());
+    });
+}
+
+/// Sends an answer to whoever asked.
+pub(crate) fn deliver(
+    nat: &mut Nat,
+    client: Client,
+    msg: Vec<u8>,
+    limit: usize,
+    sink: &mut Sink<'_>,
+) {
+    match client {
+        Client::Udp(to) => {
+            let msg = fit(msg, limit);
+            reply_udp(nat, to, &msg, sink);
+        }
+        Client::Tcp(token) => crate::tcp::dns_reply(nat, token, &msg, sink),
+    }
+}
+
+/// Relays `query` to upstream number `upstream` (or answers SERVFAIL when none is left).
+pub(crate) fn forward(
+    nat: &mut Nat,
+    client: Client,
+    query: Vec<u8>,
+    limit: usize,
+    upstream: usize,
+    sink: &mut Sink<'_>,
+) {
+    if query.len() < 12 {
+        return;
+    }
+    let Some(&server) = nat.dns.cfg.upstreams.get(upstream) else {
+        let msg = servfail(&query);
+        deliver(nat, client, msg, limit, sink);
+        return;
+    };
+    if nat.dns.pending >= MAX_PENDING {
+        let mut msg = servfail(&query);
+        if msg.len() >= 4 {
+            msg[3] = (msg[3] & 0xf0) | 5; // REFUSED
+        }
+        deliver(nat, client, msg, limit, sink);
+        return;
+    }
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| s.connect(server).map(|()| s))
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(|s| s.send(&query).map(|_| s));
+    let Ok(sock) = sock else {
+        return forward(nat, client, query, limit, upstream + 1, sink);
+    };
+    let pending = Pending {
+        client,
+        query,
+        limit,
+        upstream,
+        deadline: Instant::now() + nat.dns.cfg.timeout,
+        io: Io::Udp(sock),
+    };
+    insert(nat, pending, EpollFlags::EPOLLIN);
+}
+
+fn insert(nat: &mut Nat, pending: Pending, flags: EpollFlags) {
+    let token = nat.insert_slot(Slot::Dns(pending));
+    let Some(Slot::Dns(p)) = nat.slots[token].as_ref() else {
+        unreachable!("just inserted")
+    };
+    let fd = match &p.io {
+        Io::Udp(s) => s.as_fd(),
+        Io::Tcp { stream, .. } => stream.as_fd(),
+    };
+    if nat.register(fd, token, flags).is_err() {
+        nat.take_slot(token);
+        return;
+    }
+    nat.dns.pending += 1;
+}
+
+fn take(nat: &mut Nat, token: usize) -> Option<Pending> {
+    match nat.slots.get(token) {
+        Some(Some(Slot::Dns(_))) => {}
+        _ => return None,
+    }
+    let Some(Slot::Dns(p)) = nat.take_slot(token) else {
+        return None;
+    };
+    match &p.io {
+        Io::Udp(s) => nat.deregister(s.as_fd()),
+        Io::Tcp { stream, .. } => nat.deregister(stream.as_fd()),
+    }
+    nat.dns.pending -= 1;
+    Some(p)
+}
+
+/// An upstream socket is ready.
+pub(crate) fn on_upstream(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
+    let Some(Some(Slot::Dns(p))) = nat.slots.get_mut(token) else {
+        return;
+    };
+    let id = [p.query[0], p.query[1]];
+    match &mut p.io {
+        Io::Udp(sock) => {
+            let mut buf = [0u8; 4096];
+            match sock.recv(&mut buf) {
+                Ok(n) if n >= 12 && buf[..2] == id => {
+                    let truncated = buf[2] & 0x02 != 0;
+                    let p = take(nat, token).expect("present");
+                    if truncated {
+                        retry_tcp(nat, p, sink);
+                    } else {
+                        deliver(nat, p.client, buf[..n].to_vec(), p.limit, sink);
+                    }
+                }
+                Ok(_) => {} // not our answer
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // Refused (nothing listens there): next upstream.
+                    let p = take(nat, token).expect("present");
+                    forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
+                }
+            }
+        }
+        Io::Tcp {
+            stream,
+            out,
+            written,
+            inbuf,
+        } => {
+            let mut failed = false;
+            while *written < out.len() {
+                match stream.write(&out[*written..]) {
+                    Ok(n) => *written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            while !failed {
+                match stream.read(&mut chunk) {
+                    Ok(0) => {
+                        failed = true;
+                    }
+                    Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                    Err(_) => failed = true,
+                }
+            }
+            let complete = inbuf.len() >= 2
+                && inbuf.len() >= 2 + usize::from(u16::from_be_bytes([inbuf[0], inbuf[1]]));
+            if complete {
+                let p = take(nat, token).expect("present");
+                if let Io::Tcp { inbuf, .. } = p.io {
+                    let len = usize::from(u16::from_be_bytes([inbuf[0], inbuf[1]]));
+                    deliver(nat, p.client, inbuf[2..2 + len].to_vec(), p.limit, sink);
+                }
+            } else if failed {
+                let p = take(nat, token).expect("present");
+                forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
+            }
+        }
+    }
+}
+
+/// Asks the same upstream again over TCP (its UDP answer was truncated).
+fn retry_tcp(nat: &mut Nat, p: Pending, sink: &mut Sink<'_>) {
+    let server = nat.dns.cfg.upstreams[p.upstream];
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        None,
+    );
+    let started = sock.and_then(|s| match s.connect(&server.into()) {
+        Ok(()) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+        Err(e) => Err(e),
+    });
+    let Ok(sock) = started else {
+        return forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
+    };
+    let mut out = (p.query.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&p.query);
+    let pending = Pending {
+        io: Io::Tcp {
+            stream: TcpStream::from(std::os::fd::OwnedFd::from(sock)),
+            out,
+            written: 0,
+            inbuf: Vec::new(),
+        },
+        deadline: Instant::now() + nat.dns.cfg.timeout,
+        ..p
+    };
+    insert(nat, pending, EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT);
+}
+
+/// Moves timed-out relays to the next upstream (or SERVFAIL).
+pub(crate) fn expire(nat: &mut Nat, now: Instant, sink: &mut Sink<'_>) {
+    if nat.dns.pending == 0 {
+        return;
+    }
+    let late: Vec<usize> = nat
+        .slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Some(Slot::Dns(p)) if p.deadline <= now => Some(i),
+            _ => None,
+        })
+        .collect();
+    for token in late {
+        if let Some(p) = take(nat, token) {
+            forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
+        }
+    }
+}
+
+/// Earliest relay deadline, if any.
+pub(crate) fn next_deadline(nat: &Nat) -> Option<Instant> {
+    if nat.dns.pending == 0 {
+        return None;
+    }
+    nat.slots
+        .iter()
+        .filter_map(|s| match s {
+            Some(Slot::Dns(p)) => Some(p.deadline),
+            _ => None,
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Query;
+
+    use super::*;
+
+    fn query(name: &str, ty: RecordType) -> Vec<u8> {
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), ty));
+        m.to_vec().unwrap()
+    }
+
+    fn zone() -> Zone {
+        let mut z = Zone::new();
+        z.add("web", Ipv4Addr::new(10, 0, 0, 2));
+        z.add("DB", Ipv4Addr::new(10, 0, 0, 3));
+        z.add("shared", Ipv4Addr::new(10, 0, 0, 2));
+        z.add("shared", Ipv4Addr::new(10, 0, 0, 3));
+        z
+    }
+
+    fn ask(z: &Zone, internal: bool) -> Ask<'_> {
+        Ask {
+            zone: Some(z),
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            host_alias: false,
+            internal,
+            transport_limit: None,
+            rotate: 0,
+        }
+    }
+
+    fn reply(o: Outcome) -> Message {
+        match o {
+            Outcome::Reply(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_resolve_case_insensitively_with_the_query_id() {
+        let z = zone();
+        let m = reply(answer(&ask(&z, false), &query("WeB.", RecordType::A)));
+        assert_eq!(m.metadata.id, 0x1234);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        let m = reply(answer(&ask(&z, false), &query("db.", RecordType::A)));
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 0, 0, 3)]);
+    }
+
+    #[test]
+    fn a_shared_alias_answers_every_address_rotating() {
+        let z = zone();
+        let mut a = ask(&z, false);
+        let first = a_records(&reply(answer(&a, &query("shared.", RecordType::A))));
+        a.rotate = 1;
+        let second = a_records(&reply(answer(&a, &query("shared.", RecordType::A))));
+        assert_eq!(first.len(), 2);
+        assert_eq!(second.len(), 2);
+        assert_ne!(first, second, "order rotates");
+    }
+
+    #[test]
+    fn aaaa_for_a_known_name_is_empty_and_ptr_names_the_container() {
+        let z = zone();
+        let m = reply(answer(&ask(&z, false), &query("web.", RecordType::AAAA)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        let m = reply(answer(
+            &ask(&z, false),
+            &query("3.0.0.10.in-addr.arpa.", RecordType::PTR),
+        ));
+        match &m.answers[0].data {
+            RData::PTR(p) => assert_eq!(p.0.to_ascii(), "db."),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_relayed_except_on_internal_networks() {
+        let z = zone();
+        assert_eq!(
+            answer(&ask(&z, false), &query("example.test.", RecordType::A)),
+            Outcome::Forward
+        );
+        let m = reply(answer(
+            &ask(&z, true),
+            &query("example.test.", RecordType::A),
+        ));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn host_alias_only_with_host_loopback() {
+        let z = zone();
+        let mut a = ask(&z, false);
+        assert_eq!(
+            answer(&a, &query("host.vswitch.internal.", RecordType::A)),
+            Outcome::Forward
+        );
+        a.host_alias = true;
+        let m = reply(answer(&a, &query("host.vswitch.internal.", RecordType::A)));
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 0, 0, 1)]);
+    }
+
+    #[test]
+    fn malformed_queries_get_formerr_or_nothing() {
+        let z = zone();
+        assert_eq!(answer(&ask(&z, false), &[1, 2, 3]), Outcome::Drop);
+        let mut bad = vec![0xab, 0xcd, 0x01, 0x00, 0x00, 0x05, 0, 0, 0, 0, 0, 0];
+        bad.extend_from_slice(&[3, b'w', b'e']);
+        let m = reply(answer(&ask(&z, false), &bad));
+        assert_eq!(m.metadata.id, 0xabcd);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
+
+    #[test]
+    fn answers_larger_than_512_bytes_are_truncated_over_udp() {
+        let mut z = Zone::new();
+        for i in 0..60 {
+            z.add("many", Ipv4Addr::new(10, 0, 1, i));
+        }
+        let m = reply(answer(&ask(&z, false), &query("many.", RecordType::A)));
+        assert!(m.metadata.truncation, "TC set");
+        assert!(m.answers.is_empty());
+        let mut tcp = ask(&z, false);
+        tcp.transport_limit = Some(65535);
+        let m = reply(answer(&tcp, &query("many.", RecordType::A)));
+        assert!(!m.metadata.truncation);
+        assert_eq!(a_records(&m).len(), 60);
+    }
+
+    #[test]
+    fn relayed_answers_are_fitted_to_the_client() {
+        let mut z = Zone::new();
+        for i in 0..60 {
+            z.add("many", Ipv4Addr::new(10, 0, 1, i));
+        }
+        let mut tcp = ask(&z, false);
+        tcp.transport_limit = Some(65535);
+        let Outcome::Reply(big) = answer(&tcp, &query("many.", RecordType::A)) else {
+            panic!()
+        };
+        let fitted = fit(big.clone(), 512);
+        assert!(fitted.len() <= 512);
+        assert!(Message::from_vec(&fitted).unwrap().metadata.truncation);
+        assert_eq!(fit(big.clone(), 4096), big);
+    }
+}
