@@ -1,23 +1,67 @@
 #!/usr/bin/env bash
-# bench-l2.sh - container<->container TCP through vswitchd, next to the kernel reference
-# (two namespaces joined by veth pairs into a Linux bridge: Docker's rootful model), measured
-# in the same run at MTU 1500 and 65520, one iperf3 stream; prints each vswitchd figure as a
-# ratio of the kernel figure (target: >= 0.9, design.md).
+# bench-l2.sh - vswitchd next to its references, measured in the same run at MTU 1500 and
+# 65520, iperf3 TCP, one stream, -t SECS after -O 1 warm-up second, REPS repetitions.
 #
-# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS]      (as root; installs iperf3 if missing)
+# Section l2: container<->container through vswitchd next to the kernel reference (two
+#   namespaces joined by veth pairs into a Linux bridge: Docker's rootful model); each
+#   vswitchd figure is printed as a ratio of the kernel figure (target: >= 0.9, design.md).
+# Section nat: container<->world through vswitchd's NAT next to slirp4netns and pasta (set up
+#   as in /work/shared/bench/anchors.sh) and a plain kernel veth pair between two namespaces.
+#   The "world" is a namespace W made here: lo up, 198.51.100.1/24 on a veth to a stub
+#   namespace (198.51.100.2, W's default gateway); vswitchd, slirp4netns and pasta all run
+#   inside W, so "the host" of each of them is W.
+#   flow=egress : container opens the connection, data container->W; the iperf3 server in W
+#                 listens on all addresses. vswitchd: client -> 198.51.100.1 (default route
+#                 via the network gateway, NATed to W's sockets); slirp4netns: -> 10.0.2.2
+#                 (W's 127.0.0.1); pasta: -> 198.51.100.2, the mapped gateway (tap path).
+#   flow=ingress: published port, W opens the connection, data W->container (server in the
+#                 container on 5201). vswitchd: `network connect ... --publish HPORT:5201`
+#                 (fallback `port add NET c HPORT:5201`), client in W -> 198.51.100.1:HPORT
+#                 (HPORT 15201 at MTU 1500, 16201 at 65520); slirp4netns: API-socket
+#                 hostfwd, client -> 127.0.0.1:15301; pasta: -t 15401:5201, client ->
+#                 198.51.100.1:15401 (non-loopback source: tap path).
+#   fwd_cpu = CPU time of the forwarding process (vswitchd / slirp4netns / pasta) over the
+#   run, % of one core; bg = busy % of the whole machine just before the run (others' load).
+#   After each MTU, one summary line per flow with the means over REPS: best-peer is the
+#   better of slirp4netns and pasta in this run, kernel the kernel-veth figure of this run.
+#   Targets: egress >= 1.5x best peer, >= 0.7x kernel at 65520 (>= 0.5x at 1500);
+#   ingress (published port) >= 1.5x best peer, >= 0.9x kernel.
+#
+# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS] [-s l2,nat]
+#   -t seconds per iperf3 run (default 5)   -r repetitions (default 2)
+#   -s comma list of sections (default l2,nat)
+# Needs root; installs iperf3 (and for nat slirp4netns, passt, socat) if missing.
 # Output lines:
 #   kernel-bridge tcp mtu=1500 gbps=27.1
 #   vswitchd tcp mtu=1500 gbps=20.3 ratio=0.75 vswitchd_cpu=85%
-# Traffic stays inside namespaces this script creates; all of them are deleted and every
-# process it started is stopped by PID on exit.
+#   kernel-veth tcp mtu=1500 flow=a->b gbps=21.2 bg=0%
+#   vswitchd tcp mtu=1500 flow=egress gbps=8.17 fwd_cpu=70% bg=0%
+#   slirp4netns tcp mtu=1500 flow=egress gbps=0.71 fwd_cpu=91% bg=0%
+#   pasta tcp mtu=1500 flow=egress gbps=0.00 fwd_cpu=4% bg=0%
+#   summary mtu=1500 flow=egress ratio vswitchd/best-peer=11.51 vswitchd/kernel=0.39 targets=1.5,0.5 met=yes,no vswitchd=8.17 best-peer=slirp4netns:0.71 kernel-veth=21.20
+# A figure that could not be measured prints as gbps=error (ratios n/a); the run goes on.
+# Traffic stays inside namespaces this script creates (198.51.100.0/24, 10.20x.0.0/16 and
+# their loopbacks); all of them are deleted and every process it started is stopped by PID
+# on exit.
 set -u
 export LC_ALL=C
-SECS=5 REPS=2
-while getopts "t:r:h" o; do
-  case $o in t) SECS=$OPTARG ;; r) REPS=$OPTARG ;; *) sed -n '2,13p' "$0"; exit 0 ;; esac
+SECS=5 REPS=2 SECTIONS=l2,nat
+while getopts "t:r:s:h" o; do
+  case $o in
+    t) SECS=$OPTARG ;; r) REPS=$OPTARG ;; s) SECTIONS=$OPTARG ;;
+    *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
+  esac
 done
+has() { case ",$SECTIONS," in *",$1,"*) return 0 ;; esac; return 1; }
 [ "$(id -u)" = 0 ] || { echo "bench-l2.sh: needs root" >&2; exit 1; }
-command -v iperf3 >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null; }
+need=()
+for t in iperf3:iperf3 $(has nat && echo slirp4netns:slirp4netns pasta:passt socat:socat); do
+  command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null \
+    || { echo "bench-l2.sh: apt-get install ${need[*]} failed" >&2; exit 1; }
+fi
 cd "$(dirname "$0")/.."
 cargo build --release -q || exit 1
 BIN=$PWD/target/release
@@ -25,6 +69,7 @@ chmod 0666 /dev/net/tun
 
 TAG=bl2$$ TMPD=$(mktemp -d) PIDS=() NSS=()
 cleanup() {
+  trap - EXIT INT TERM
   local p n
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
@@ -34,17 +79,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkns() { local n; for n; do ip netns add "$n" && NSS+=("$n"); ip -n "$n" link set lo up; done; }
+delns() { local n; for n; do ip netns del "$n" 2>/dev/null; done; }
 start() { "$@" >>"$TMPD/bg.log" 2>&1 & PIDS+=($!); LAST=$!; }
+stop() {       # stop these tracked PIDs, forget them
+  local p q keep=()
+  for p; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for q in "${PIDS[@]}"; do
+    for p; do [ "$q" = "$p" ] && continue 2; done; keep+=("$q")
+  done
+  PIDS=("${keep[@]}")
+}
 waitfor() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 listening() { ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q .; }
-iperf() {  # NS ADDR -> Gbit/s (receiver)
-  ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" -c "$2" -p 5201 2>&1 |
+iperf() {  # NS ADDR [PORT] -> Gbit/s (receiver)
+  ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" --connect-timeout 3000 \
+      -c "$2" -p "${3:-5201}" 2>&1 |
     awk '/receiver/{for(i=1;i<=NF;i++) if($i=="Gbits/sec") v=$(i-1)} END{print (v==""?"error":v)}'
 }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-echo "# bench-l2.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS"
+echo "# bench-l2.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS sections=$SECTIONS"
 
+# ==== section l2 ==========================================================================
+if has l2; then
+L2START=${#PIDS[@]}
 # Kernel reference: c1 -veth- [br0 in b] -veth- c2.
 mkns $TAG-k1 $TAG-k2 $TAG-kb
 ip -n $TAG-kb link add br0 type bridge; ip -n $TAG-kb link set br0 up
@@ -87,3 +145,132 @@ for mtu in 1500 65520; do
     echo "vswitchd tcp mtu=$mtu gbps=$v ratio=$ratio vswitchd_cpu=$cpu%"
   done
 done
+stop "${PIDS[@]:$L2START}"
+delns $TAG-k1 $TAG-k2 $TAG-kb $TAG-w $TAG-a1500 $TAG-b1500 $TAG-a65520 $TAG-b65520
+fi
+
+# ==== section nat =========================================================================
+# veth NS1 IF1 ADDR1 NS2 IF2 ADDR2
+veth() {
+  ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+  ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
+  ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
+}
+cpu_sample() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
+busy_pct() {   # whole-machine busy % over 0.5 s
+  local a b; a=($(cpu_sample)); sleep 0.5; b=($(cpu_sample))
+  local dt=$((b[0]-a[0])) di=$((b[1]-a[1])); [ $dt -gt 0 ] || { echo 0; return; }
+  echo $(( 100*(dt-di)/dt ))
+}
+declare -A RES   # "tool mtu flow" -> space-separated Gbit/s figures of this run
+# ntcp TOOL MTU FLOW FWD_PID NS ADDR PORT   (FWD_PID "-" for none) -> one line, REPS times
+ntcp() {
+  local tool=$1 mtu=$2 flow=$3 mon=$4 ns=$5 addr=$6 port=$7 r bg k0 t0 v cpu
+  for r in $(seq "$REPS"); do
+    bg=$(busy_pct); cpu=""
+    [ "$mon" = - ] || { k0=$(ticks "$mon"); t0=$(date +%s.%N); }
+    v=$(iperf "$ns" "$addr" "$port")
+    [ "$mon" = - ] || cpu=$(awk -v a="$k0" -v b="$(ticks "$mon")" -v s="$t0" -v e="$(date +%s.%N)" \
+      -v hz="$(getconf CLK_TCK)" 'BEGIN{printf " fwd_cpu=%d%%", (b-a)/hz/(e-s)*100}')
+    echo "$tool tcp mtu=$mtu flow=$flow gbps=$v$cpu bg=$bg%"
+    RES["$tool $mtu $flow"]+=" $v"
+  done
+}
+mean() { echo "${RES["$1"]:-}" | awk '{n=0;s=0; for(i=1;i<=NF;i++) if($i+0>0){s+=$i;n++}}
+  END{ if(n) printf "%.2f", s/n; else print "error" }'; }
+summary() {    # MTU FLOW PEER_TARGET KERNEL_TARGET
+  local mtu=$1 flow=$2 v s p k
+  v=$(mean "vswitchd $mtu $flow"); s=$(mean "slirp4netns $mtu $flow"); p=$(mean "pasta $mtu $flow")
+  k=$(mean "kernel-veth $mtu a->b")
+  awk -v mtu="$mtu" -v flow="$flow" -v v="$v" -v s="$s" -v p="$p" -v k="$k" -v t1="$3" -v t2="$4" 'BEGIN{
+    bp="none"; b=0
+    if (s+0>0) { bp="slirp4netns"; b=s+0 }
+    if (p+0>b) { bp="pasta"; b=p+0 }
+    r1 = (v+0>0 && b>0)   ? sprintf("%.2f", v/b) : "n/a"
+    r2 = (v+0>0 && k+0>0) ? sprintf("%.2f", v/k) : "n/a"
+    m1 = (r1=="n/a") ? "n/a" : (r1+0>=t1 ? "yes" : "no")
+    m2 = (r2=="n/a") ? "n/a" : (r2+0>=t2 ? "yes" : "no")
+    printf "summary mtu=%s flow=%s ratio vswitchd/best-peer=%s vswitchd/kernel=%s targets=%s,%s met=%s,%s vswitchd=%s best-peer=%s:%s kernel-veth=%s\n",
+      mtu, flow, r1, r2, t1, t2, m1, m2, v, bp, (b>0 ? sprintf("%.2f", b) : "error"), k }'
+}
+api() { echo "$2" | socat -t5 - "UNIX-CONNECT:$1"; }
+
+if has nat; then
+  echo "# nat: iperf3=$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null) slirp4netns=$(dpkg-query -W -f='${Version}' slirp4netns 2>/dev/null)" \
+       "libslirp0=$(dpkg-query -W -f='${Version}' libslirp0 2>/dev/null) passt=$(dpkg-query -W -f='${Version}' passt 2>/dev/null)"
+  W=$TAG-nw
+  # The world W: lo + veth to a stub namespace holding W's default gateway (pasta copies it).
+  mkns $W $TAG-nstub $TAG-v1 $TAG-v2
+  veth $W w0 198.51.100.1/24 $TAG-nstub w1 198.51.100.2/24      # TEST-NET-2, namespaces only
+  ip -n $W route add default via 198.51.100.2
+  # One iperf3 server in W on all addresses: 198.51.100.1 (vswitchd) and 127.0.0.1 (slirp, pasta).
+  start ip netns exec $W iperf3 -s -p 5201; waitfor listening $W 5201
+  # Kernel reference: plain veth pair between two namespaces.
+  veth $TAG-v1 v0 10.201.0.1/24 $TAG-v2 v0 10.201.0.2/24
+  start ip netns exec $TAG-v2 iperf3 -s -p 5201; waitfor listening $TAG-v2 5201
+
+  # vswitchd inside W, one network per MTU, one container on each (egress client, and the
+  # iperf3 server behind the published port HPORT).
+  declare -A HPORT=([1500]=15201 [65520]=16201) PUBOK=()
+  start ip netns exec $W "$BIN/vswitchd" --state-dir "$TMPD/nat-state" --socket "$TMPD/nat.sock" \
+    --network n1500=10.204.1.0/24
+  NVSW=$LAST
+  nctl() { "$BIN/vswitchctl" --socket "$TMPD/nat.sock" "$@"; }
+  waitfor nctl network ls || echo "# vswitchd (nat) did not answer on its socket"
+  nctl network create --subnet 10.204.2.0/24 --mtu 65520 n65520 >/dev/null
+  NVPID=$(pgrep -P "$NVSW" -x vswitchd || echo "$NVSW")
+  for m in 1500 65520; do
+    C=$TAG-c$m; mkns $C
+    if nctl network connect n$m /run/netns/$C --name c --publish ${HPORT[$m]}:5201 >"$TMPD/pub.log" 2>&1; then
+      PUBOK[$m]=1
+    else
+      # no --publish (yet?): connect plainly if that did not happen, then `port add`
+      ip -n $C -4 -o addr show scope global | grep -q . ||
+        nctl network connect n$m /run/netns/$C --name c >>"$TMPD/pub.log" 2>&1
+      if nctl port add n$m c ${HPORT[$m]}:5201 >>"$TMPD/pub.log" 2>&1; then PUBOK[$m]=1; else
+        echo "# vswitchd: could not publish ${HPORT[$m]}:5201 on n$m: $(grep -m1 -i 'error\|unexpected\|unrecognized' "$TMPD/pub.log" | tr -s ' ' | cut -c1-160)"
+      fi
+    fi
+    ip -n $C -4 -o addr show scope global | grep -q . || echo "# vswitchd: container on n$m has no address"
+    ip -n $C route show default | grep -q . || echo "# vswitchd: container on n$m has no default route"
+    start ip netns exec $C iperf3 -s -p 5201; waitfor listening $C 5201
+  done
+
+  for mtu in 1500 65520; do
+    ip -n $TAG-v1 link set v0 mtu $mtu; ip -n $TAG-v2 link set v0 mtu $mtu
+    # slirp4netns in W; "host" 127.0.0.1 is W's loopback, reached from the container as 10.0.2.2.
+    KEEP=("${PIDS[@]}")
+    S=$TAG-s; mkns $S
+    start ip netns exec $W slirp4netns --configure --mtu=$mtu --netns-type=path \
+      --api-socket "$TMPD/slirp.sock" /run/netns/$S tap0
+    SLIRP=$LAST
+    waitfor sh -c "ip -n $S -4 addr show tap0 | grep -q 10.0.2.100" && waitfor test -S "$TMPD/slirp.sock" \
+      || echo "# slirp4netns did not come up"
+    start ip netns exec $S iperf3 -s -p 5201; waitfor listening $S 5201
+    api "$TMPD/slirp.sock" '{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"127.0.0.1","host_port":15301,"guest_port":5201}}' >/dev/null
+    # pasta in W; the container copies W's 198.51.100.1/24 and default via 198.51.100.2; the
+    # gateway address is mapped to W's loopback (tap path); -t from a non-loopback source too.
+    # --runas 0: as root it would drop to nobody and then fail to join the namespace.
+    P=$TAG-p; mkns $P
+    start ip netns exec $W pasta -f -q --runas 0 --config-net -m $mtu \
+      -t 15401:5201 -T none -u none -U none --netns /run/netns/$P
+    PASTA=$LAST
+    waitfor sh -c "ip -n $P -4 addr | grep -q 198.51.100.1" || echo "# pasta did not come up"
+    start ip netns exec $P iperf3 -s -p 5201; waitfor listening $P 5201
+    waitfor listening $W 15401 && waitfor listening $W 15301
+
+    ntcp kernel-veth $mtu 'a->b' - $TAG-v1 10.201.0.2 5201
+    ntcp vswitchd    $mtu egress $NVPID $TAG-c$mtu 198.51.100.1 5201
+    ntcp slirp4netns $mtu egress $SLIRP $S 10.0.2.2 5201
+    ntcp pasta       $mtu egress $PASTA $P 198.51.100.2 5201
+    [ -n "${PUBOK[$mtu]:-}" ] || echo "# vswitchd: port ${HPORT[$mtu]} not published, ingress will fail"
+    ntcp vswitchd    $mtu ingress $NVPID $W 198.51.100.1 ${HPORT[$mtu]}
+    ntcp slirp4netns $mtu ingress $SLIRP $W 127.0.0.1 15301
+    ntcp pasta       $mtu ingress $PASTA $W 198.51.100.1 15401
+    if [ $mtu = 65520 ]; then summary $mtu egress 1.5 0.7; else summary $mtu egress 1.5 0.5; fi
+    summary $mtu ingress 1.5 0.9
+
+    stop $(printf '%s\n' "${PIDS[@]}" | grep -vxF -f <(printf '%s\n' "${KEEP[@]}"))   # slirp, pasta
+    delns $S $P; rm -f "$TMPD/slirp.sock"
+  done
+fi
