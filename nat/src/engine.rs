@@ -50,8 +50,10 @@ pub struct NatConfig {
     /// How long an outbound TCP dial may take before the container is told "unreachable"
     /// (default 10 s).
     pub connect_timeout: Duration,
-    /// Receive and send buffer of each TCP flow's smoltcp socket (default 1 MiB each; with
-    /// window scaling this lets one flow fill a local link).
+    /// Receive and send buffer of each TCP flow's smoltcp socket (default 4 MiB each, zeroed
+    /// pages the kernel maps only as data queues). Smaller buffers fill up, and smoltcp then
+    /// drops segments that straddle its window-scale-rounded right edge: measured at MTU
+    /// 65520, 1 MiB gave 9.2 Gbit/s with 133 retransmits, 4 MiB 14.2 Gbit/s with 12.
     pub tcp_buffer: usize,
     /// Upstream resolvers of the DNS responder.
     pub dns: dns::DnsConfig,
@@ -75,7 +77,7 @@ impl NatConfig {
             max_flows: 4096,
             udp_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
-            tcp_buffer: 1 << 20,
+            tcp_buffer: 4 << 20,
             dns: dns::DnsConfig::default(),
         }
     }

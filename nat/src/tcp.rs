@@ -22,8 +22,8 @@
 //! becomes a FIN to the container (half-close passes through both ways). An RST from either
 //! side aborts the other (host side via SO_LINGER 0).
 //!
-//! Limits: 1 MiB buffers per direction per flow by default (window scaling lets one flow use
-//! them); flows count against `max_flows`.
+//! Limits: 4 MiB buffers per direction per flow by default (window scaling lets one flow use
+//! them; see `NatConfig::tcp_buffer`); flows count against `max_flows`.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
