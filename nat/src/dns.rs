@@ -6,14 +6,16 @@
 //! network's data path on each connect/disconnect; nothing is polled. A query for a known
 //! name gets its A records (TTL 600, order rotated per answer, as Docker shuffles them), an
 //! empty NOERROR for other types (AAAA until IPv6 lands), PTR for container addresses;
-//! `host.vswitch.internal` is the gateway on host_loopback networks. Other names are
+//! `host.vswitch.internal` is the gateway on host_loopback networks. A single-label name that
+//! is not a container on the asker's networks is NXDOMAIN (never relayed). Other names are
 //! relayed as raw bytes over UDP to the first upstream; a truncated upstream answer is
 //! fetched again over TCP; on timeout or refusal the next upstream is tried; when none
 //! answers the container gets SERVFAIL. Internal networks never relay (REFUSED).
 //!
 //! Wire format: hickory-proto parses and builds messages (no hand-written parser).
 //! Malformed queries get FORMERR when a header can be read, else nothing. UDP answers
-//! respect 512 bytes or the query's EDNS0 size and set TC when the answer does not fit.
+//! respect 512 bytes or the query's EDNS0 size, never exceed the link MTU, and set TC when
+//! the answer does not fit. Packets with the response bit set are dropped.
 //!
 //! Limits: at most [`MAX_PENDING`] relayed queries in flight per network (REFUSED beyond);
 //! `--dns-timeout` per upstream attempt. Local answers allocate a few small buffers per
@@ -115,6 +117,8 @@ pub(crate) struct Ask<'a> {
     pub internal: bool,
     /// Largest reply allowed by the transport (UDP: 512 or EDNS0; TCP: 65535).
     pub transport_limit: Option<usize>,
+    /// Largest UDP reply the link carries unfragmented (MTU − 28).
+    pub udp_cap: usize,
     pub rotate: usize,
 }
 
@@ -152,13 +156,19 @@ fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
 
 /// Answers from local knowledge, or says to relay. Pure: no I/O.
 pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
+    if query.len() >= 3 && query[2] & 0x80 != 0 {
+        // A response, not a query: answering it could start a loop.
+        return Outcome::Drop;
+    }
     let Ok(req) = Message::from_vec(query) else {
         return formerr(query);
     };
     if req.metadata.message_type != MessageType::Query || req.queries.len() != 1 {
         return formerr(query);
     }
-    let limit = ask.transport_limit.unwrap_or_else(|| udp_limit(&req));
+    let limit = ask
+        .transport_limit
+        .unwrap_or_else(|| udp_limit(&req).min(ask.udp_cap));
     let q = &req.queries[0];
     let qname = q.name().to_lowercase().to_ascii();
     let name = qname.trim_end_matches('.');
@@ -204,6 +214,13 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
             TTL,
             RData::PTR(PTR(target)),
         ));
+        return finish(resp, limit);
+    }
+    if !name.contains('.') {
+        // A single label is a container name or nothing: one on another network, or gone,
+        // must not leak to (or be guessed by) the upstream resolver.
+        resp.metadata.authoritative = true;
+        resp.metadata.response_code = ResponseCode::NXDomain;
         return finish(resp, limit);
     }
     if ask.internal {
@@ -309,10 +326,16 @@ pub(crate) fn on_udp(nat: &mut Nat, from: SocketAddrV4, query: &[u8], sink: &mut
         Outcome::Forward => {
             let limit = Message::from_vec(query)
                 .map(|m| udp_limit(&m))
-                .unwrap_or(512);
+                .unwrap_or(512)
+                .min(udp_cap(nat));
             forward(nat, Client::Udp(from), query.to_vec(), limit, 0, sink);
         }
     }
+}
+
+/// The largest DNS message a UDP datagram carries over the network's link unfragmented.
+fn udp_cap(nat: &Nat) -> usize {
+    (nat.cfg.mtu as usize).saturating_sub(28).max(512)
 }
 
 /// Looks a query up for the container at `querier`.
@@ -330,6 +353,7 @@ pub(crate) fn local(
         host_alias: nat.cfg.host_loopback,
         internal: nat.cfg.internal,
         transport_limit,
+        udp_cap: udp_cap(nat),
         rotate: nat.dns.rotate,
     };
     answer(&ask, query)
@@ -615,6 +639,7 @@ mod tests {
             host_alias: false,
             internal,
             transport_limit: None,
+            udp_cap: 1472,
             rotate: 0,
         }
     }
@@ -673,6 +698,37 @@ mod tests {
             RData::PTR(p) => assert_eq!(p.0.to_ascii(), "db."),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn unknown_single_labels_are_nxdomain_and_responses_are_ignored() {
+        let z = zone();
+        let m = reply(answer(&ask(&z, false), &query("elsewhere.", RecordType::A)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        let mut resp = query("web.", RecordType::A);
+        resp[2] |= 0x80;
+        assert_eq!(answer(&ask(&z, false), &resp), Outcome::Drop);
+    }
+
+    #[test]
+    fn udp_answers_never_exceed_the_link() {
+        let mut z = Zone::new();
+        for i in 0..120 {
+            z.add("many", Ipv4Addr::new(10, 0, 1, i));
+        }
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("many.").unwrap(),
+            RecordType::A,
+        ));
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        m.set_edns(edns);
+        let Outcome::Reply(b) = answer(&ask(&z, false), &m.to_vec().unwrap()) else {
+            panic!()
+        };
+        assert!(b.len() <= 1472, "{} bytes", b.len());
+        assert!(Message::from_vec(&b).unwrap().metadata.truncation);
     }
 
     #[test]
