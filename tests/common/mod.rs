@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod world;
 
 use std::path::{Path, PathBuf};
