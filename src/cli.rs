@@ -349,29 +349,24 @@ fn print_table(list: &[NetworkSummary], quiet: bool) {
 
 /// Runs a `port` verb; returns the exit code.
 pub async fn port(client: &Client, cmd: PortCmd) -> i32 {
+    let add = matches!(cmd, PortCmd::Add { .. });
     match cmd {
         PortCmd::Add {
             network,
             container,
             publish,
-        } => {
-            let req = PortRequest { container, publish };
-            match client
-                .post(&format!("/networks/{network}/ports"), &req)
-                .await
-            {
-                Ok(_) => 0,
-                Err(e) => report(&e),
-            }
         }
-        PortCmd::Rm {
+        | PortCmd::Rm {
             network,
             container,
             publish,
         } => {
-            let req = PortRequest { container, publish };
+            let path = match add {
+                true => format!("/networks/{network}/ports"),
+                false => format!("/networks/{network}/ports/remove"),
+            };
             match client
-                .post(&format!("/networks/{network}/ports/remove"), &req)
+                .post(&path, &PortRequest { container, publish })
                 .await
             {
                 Ok(_) => 0,

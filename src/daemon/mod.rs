@@ -352,6 +352,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// An endpoint of `network` by name or id.
+    fn endpoint(&self, network: &str, container: &str) -> Result<&EndpointState, Error> {
+        self.network(network)?
+            .endpoints
+            .values()
+            .find(|e| e.name == container || e.id == container)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "container {container} is not connected to network {network}"
+                ))
+            })
+    }
+
     fn network(&self, name: &str) -> Result<&NetworkState, Error> {
         self.state
             .networks
@@ -637,17 +650,7 @@ impl Daemon {
     /// # Errors
     /// Unknown network or endpoint; failing to persist.
     pub async fn disconnect(&mut self, network: &str, container: &str) -> Result<(), Error> {
-        let net = self.network(network)?;
-        let ep = net
-            .endpoints
-            .values()
-            .find(|e| e.name == container || e.id == container)
-            .cloned()
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "container {container} is not connected to network {network}"
-                ))
-            })?;
+        let ep = self.endpoint(network, container)?.clone();
         let mut was_live = false;
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);

@@ -115,16 +115,7 @@ impl Daemon {
 
     /// Finds an attached endpoint by name or id; returns its id.
     fn attached_endpoint(&self, network: &str, container: &str) -> Result<String, Error> {
-        let net = self.network(network)?;
-        let ep = net
-            .endpoints
-            .values()
-            .find(|e| e.name == container || e.id == container)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "container {container} is not connected to network {network}"
-                ))
-            })?;
+        let ep = self.endpoint(network, container)?;
         let live = self
             .live
             .get(network)
@@ -184,16 +175,7 @@ impl Daemon {
         spec: &str,
     ) -> Result<(), Error> {
         let want: PortMapping = spec.parse().map_err(Error::Invalid)?;
-        let net = self.network(network)?;
-        let ep = net
-            .endpoints
-            .values()
-            .find(|e| e.name == container || e.id == container)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "container {container} is not connected to network {network}"
-                ))
-            })?;
+        let ep = self.endpoint(network, container)?;
         let id = ep.id.clone();
         let m = *ep.ports.iter().find(|o| **o == want).ok_or_else(|| {
             Error::NotFound(format!(
