@@ -73,7 +73,6 @@ pub use counters::{DropReason, PortCounters};
 pub use mac_table::{Learned, MacTable};
 pub use network::{Network, NetworkConfig, Verdict};
 pub use port::mem::MemPort;
-pub use port::tap::TapPort;
 pub use port::{Port, PortRole};
 
 /// Identifies a port within one network; assigned by the daemon.

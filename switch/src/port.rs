@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 use crate::Mac;
 
 pub mod mem;
-pub mod tap;
 
 /// What sits behind a port; decides which anti-spoofing rules apply.
 #[derive(Clone, Copy, Debug)]
