@@ -26,7 +26,7 @@ use smoltcp::wire::{
 };
 
 use crate::device::{Framer, Neighbors, OneShot, Sink};
-use crate::{dns, ping, tcp, udp};
+use crate::{dns, dns_relay, dns_tcp, ping, tcp, udp};
 
 /// How the gateway translates for one network.
 #[derive(Clone, Debug)]
@@ -154,8 +154,8 @@ pub(crate) enum Slot {
     Udp(udp::UdpFlow),
     UdpListener(udp::Listener),
     Ping(ping::PingFlow),
-    Dns(dns::Pending),
-    DnsTcp(tcp::DnsTcp),
+    Dns(dns_relay::Pending),
+    DnsTcp(dns_tcp::DnsTcp),
 }
 
 /// The translation engine of one network.
@@ -399,13 +399,13 @@ impl Nat {
                 Some(Slot::Udp(_)) => udp::on_host_readable(self, token, sink),
                 Some(Slot::UdpListener(_)) => udp::on_listener_readable(self, token, sink),
                 Some(Slot::Ping(_)) => ping::on_host_readable(self, token, sink),
-                Some(Slot::Dns(_)) => dns::on_upstream(self, token, sink),
+                Some(Slot::Dns(_)) => dns_relay::on_upstream(self, token, sink),
                 Some(Slot::DnsTcp(_)) | None => {}
             }
         }
         self.events = events;
         tcp::check_dials(self, sink);
-        dns::expire(self, std::time::Instant::now(), sink);
+        dns_relay::expire(self, std::time::Instant::now(), sink);
         self.poll_iface(None, sink);
         tcp::pump_all(self, sink);
         let now = std::time::Instant::now();
@@ -425,7 +425,7 @@ impl Nat {
             .poll_delay(now, &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()))
             .unwrap_or(Duration::from_secs(1));
-        let dns = dns::next_deadline(self)
+        let dns = dns_relay::next_deadline(self)
             .map(|d| d.saturating_duration_since(std::time::Instant::now()))
             .unwrap_or(Duration::from_secs(1));
         smol.min(dns).min(Duration::from_secs(1))

@@ -8,13 +8,15 @@
 //! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
 //! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
 //! into containers with the real client address. `dns.rs` answers container names on the
-//! gateway address and relays other queries upstream. `device.rs` adapts smoltcp to TAP frames
+//! gateway address (over TCP: `dns_tcp.rs`) and `dns_relay.rs` relays other queries upstream. `device.rs` adapts smoltcp to TAP frames
 //! with virtio-net offloads; `emit.rs` builds the packets the gateway writes itself.
 #![forbid(unsafe_code)]
 
 mod arp;
 mod device;
 mod dns;
+mod dns_relay;
+mod dns_tcp;
 mod emit;
 mod engine;
 mod gateway;

@@ -118,7 +118,7 @@ pub(crate) fn on_packet(nat: &mut Nat, packet: &[u8], sink: &mut Sink<'_>) {
     let new_syn = tcp.syn() && !tcp.ack() && !tcp.rst() && !nat.tcp_keys.contains_key(&key);
     if new_syn {
         let started = if key.2 == nat.cfg.gateway_ip && key.3 == 53 {
-            start_dns(nat, key, packet, sink)
+            crate::dns_tcp::start(nat, key, packet, sink)
         } else {
             start_dial(nat, key, packet, sink)
         };
@@ -325,7 +325,7 @@ fn dial_failed(nat: &mut Nat, syn: &[u8], e: &io::Error, sink: &mut Sink<'_>) {
 }
 
 /// Answers a SYN (or any segment) with RST+ACK, without a socket.
-fn send_rst(nat: &mut Nat, packet: &[u8], sink: &mut Sink<'_>) {
+pub(crate) fn send_rst(nat: &mut Nat, packet: &[u8], sink: &mut Sink<'_>) {
     let ip = Ipv4Packet::new_unchecked(packet);
     let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
         return;
@@ -436,7 +436,7 @@ pub(crate) fn pump_all(nat: &mut Nat, sink: &mut Sink<'_>) {
             Some(Slot::Tcp(TcpFlow {
                 phase: Phase::Open, ..
             })) => pump(nat, token, sink),
-            Some(Slot::DnsTcp(_)) => pump_dns(nat, token, sink),
+            Some(Slot::DnsTcp(_)) => crate::dns_tcp::pump(nat, token, sink),
             _ => {}
         }
     }
@@ -445,7 +445,7 @@ pub(crate) fn pump_all(nat: &mut Nat, sink: &mut Sink<'_>) {
 /// Moves bytes between the two sides of one flow and handles closing.
 fn pump(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
     if matches!(nat.slots[token], Some(Slot::DnsTcp(_))) {
-        return pump_dns(nat, token, sink);
+        return crate::dns_tcp::pump(nat, token, sink);
     }
     let Nat { slots, sockets, .. } = nat;
     let Some(Slot::Tcp(flow)) = slots[token].as_mut() else {
@@ -540,111 +540,4 @@ fn remove_flow(nat: &mut Nat, token: usize, reset: bool) {
         nat.tcp_keys.remove(&flow.key);
         nat.tcp_live -= 1;
     }
-}
-
-/// A DNS-over-TCP connection from a container to the gateway's port 53: served here, no
-/// host socket.
-pub(crate) struct DnsTcp {
-    handle: SocketHandle,
-    key: Key,
-    /// Bytes received and not yet a whole length-prefixed query.
-    inbuf: Vec<u8>,
-}
-
-/// Largest DNS-over-TCP message plus its length prefix.
-const DNS_TCP_MAX: usize = 2 + 65_535;
-
-/// Accepts a DNS-over-TCP connection to the gateway; false if refused.
-fn start_dns(nat: &mut Nat, key: Key, syn: &[u8], sink: &mut Sink<'_>) -> bool {
-    if !nat.admit() {
-        send_rst(nat, syn, sink);
-        return false;
-    }
-    let mut s = Socket::new(
-        SocketBuffer::new(vec![0; 1 << 16]),
-        SocketBuffer::new(vec![0; 1 << 17]),
-    );
-    s.set_nagle_enabled(false);
-    s.set_ack_delay(None);
-    if s.listen(IpListenEndpoint {
-        addr: Some(key.2.into()),
-        port: 53,
-    })
-    .is_err()
-    {
-        send_rst(nat, syn, sink);
-        return false;
-    }
-    let handle = nat.sockets.add(s);
-    let token = nat.insert_slot(Slot::DnsTcp(DnsTcp {
-        handle,
-        key,
-        inbuf: Vec::new(),
-    }));
-    nat.tcp_keys.insert(key, token);
-    nat.tcp_live += 1;
-    true
-}
-
-/// Reads whole queries from a DNS-over-TCP connection and answers or relays them.
-fn pump_dns(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
-    let mut queries: Vec<Vec<u8>> = Vec::new();
-    let (querier, state) = {
-        let Nat { slots, sockets, .. } = &mut *nat;
-        let Some(Slot::DnsTcp(flow)) = slots[token].as_mut() else {
-            return;
-        };
-        let sock = sockets.get_mut::<Socket>(flow.handle);
-        while sock.can_recv() && flow.inbuf.len() < DNS_TCP_MAX {
-            let room = DNS_TCP_MAX - flow.inbuf.len();
-            let inbuf = &mut flow.inbuf;
-            let _ = sock.recv(|b| {
-                let n = b.len().min(room);
-                inbuf.extend_from_slice(&b[..n]);
-                (n, ())
-            });
-        }
-        while flow.inbuf.len() >= 2 {
-            let len = usize::from(u16::from_be_bytes([flow.inbuf[0], flow.inbuf[1]]));
-            if flow.inbuf.len() < 2 + len {
-                break;
-            }
-            queries.push(flow.inbuf[2..2 + len].to_vec());
-            flow.inbuf.drain(..2 + len);
-        }
-        if !sock.may_recv() && sock.is_open() && flow.inbuf.is_empty() && queries.is_empty() {
-            sock.close();
-        }
-        (flow.key.0, sock.state())
-    };
-    for q in queries {
-        match crate::dns::local(nat, querier, &q, Some(65_535)) {
-            crate::dns::Outcome::Reply(b) => dns_reply(nat, token, &b, sink),
-            crate::dns::Outcome::Drop => {}
-            crate::dns::Outcome::Forward => {
-                crate::dns::forward(nat, crate::dns::Client::Tcp(token), q, 65_535, 0, sink);
-            }
-        }
-    }
-    nat.poll_iface(None, sink);
-    if matches!(state, State::Closed | State::TimeWait)
-        && let Some(Slot::DnsTcp(flow)) = nat.take_slot(token)
-    {
-        nat.sockets.remove(flow.handle);
-        nat.tcp_keys.remove(&flow.key);
-        nat.tcp_live -= 1;
-    }
-}
-
-/// Writes one length-prefixed DNS answer on a DNS-over-TCP connection.
-pub(crate) fn dns_reply(nat: &mut Nat, token: usize, msg: &[u8], sink: &mut Sink<'_>) {
-    let Some(Slot::DnsTcp(flow)) = nat.slots.get(token).and_then(Option::as_ref) else {
-        return;
-    };
-    let sock = nat.sockets.get_mut::<Socket>(flow.handle);
-    if sock.send_capacity() - sock.send_queue() >= 2 + msg.len() {
-        let _ = sock.send_slice(&(msg.len() as u16).to_be_bytes());
-        let _ = sock.send_slice(msg);
-    }
-    nat.poll_iface(None, sink);
 }

@@ -5,7 +5,6 @@
 //! the earlier ones, so a refused request changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
@@ -14,22 +13,19 @@ use netns_helper::{AttachSpec, Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
 
 use crate::api::types::{
-    Connect, EndpointInspect, GatewayInspect, Ipam, IpamConfig, NetworkCreate, NetworkInspect,
-    NetworkSummary, PortCountersView, PortMapping,
+    GatewayInspect, Ipam, IpamConfig, NetworkCreate, NetworkInspect, NetworkSummary,
 };
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
 use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
 
+mod endpoints;
 mod inputs;
 mod names;
 mod ports;
 mod views;
 
-use inputs::{
-    default_endpoint_name, ns_identity, parse_options, random_id, resolve_netns, validate_name,
-};
-use ports::same_host_port;
+use inputs::{parse_options, random_id, validate_name};
 use views::{counters_view, endpoint_view, nat_view};
 
 /// Default link MTU.
@@ -463,222 +459,6 @@ impl Daemon {
             mac_table_entries: snap.mac_entries,
             nat: nat_view(&snap.nat),
         })
-    }
-
-    /// Attaches a container to a network.
-    ///
-    /// # Errors
-    /// Unknown network, missing namespace, name or address in use, pool exhausted, helper
-    /// failures. Nothing is left allocated or created on error.
-    pub async fn connect(&mut self, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
-        let net = self.network(network)?;
-        let netns = resolve_netns(&req.container)?;
-        let ns_id = ns_identity(&netns)?;
-        let name = match req.name {
-            Some(n) => n,
-            None => default_endpoint_name(&netns),
-        };
-        validate_name("container name", &name)?;
-        for a in &req.aliases {
-            validate_name("alias", a)?;
-        }
-        // Only live endpoints count: the kernel reuses a dead namespace's inode number, so a
-        // lost endpoint's identity may now belong to a new container.
-        let live_ports = self.live.get(network).map(|l| &l.ports);
-        let is_live = |id: &String| live_ports.is_some_and(|p| p.contains_key(id));
-        if let Some(ep) = net
-            .endpoints
-            .values()
-            .find(|e| e.ns_id == ns_id && is_live(&e.id))
-        {
-            return Err(Error::Conflict(format!(
-                "container {} is already connected to network {network} as {}",
-                req.container, ep.name
-            )));
-        }
-        if net.endpoints.values().any(|e| e.name == name) {
-            return Err(Error::Conflict(format!(
-                "container name {name} is already in use on network {network}"
-            )));
-        }
-        let mac = req
-            .mac
-            .as_deref()
-            .map(|m| {
-                m.parse::<MacAddr>()
-                    .map_err(|e| Error::Invalid(e.to_string()))
-                    .and_then(|mac| {
-                        if mac.is_unicast() {
-                            Ok(mac)
-                        } else {
-                            Err(Error::Invalid(format!("MAC address {mac} is multicast")))
-                        }
-                    })
-            })
-            .transpose()?;
-        let mut mappings = Vec::new();
-        for spec in &req.publish {
-            let m = self.check_mapping(network, spec)?;
-            if mappings.iter().any(|o: &PortMapping| same_host_port(o, &m)) {
-                return Err(Error::Conflict(format!("{spec} is given twice")));
-            }
-            mappings.push(m);
-        }
-        let net = self.network(network)?;
-        let prefix_len = net.pool.config().subnet.prefix_len();
-        let gateway = net.pool.config().gateway;
-        let mtu = net.mtu;
-        let id = random_id();
-
-        let pool = &mut self
-            .state
-            .networks
-            .get_mut(network)
-            .expect("checked above")
-            .pool;
-        let ip = match req.ip {
-            Some(ip) => {
-                pool.reserve(ip, &id)?;
-                ip
-            }
-            None => pool.allocate(&id)?,
-        };
-        let mac = mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
-        if let Some(other) = self
-            .network(network)?
-            .endpoints
-            .values()
-            .find(|e| e.mac == mac)
-        {
-            let other = other.name.clone();
-            self.release(network, ip);
-            return Err(Error::Conflict(format!(
-                "MAC address {mac} is already used by {other} on network {network}"
-            )));
-        }
-        let spec = AttachSpec {
-            netns: netns.clone(),
-            reopen: None,
-            expect_ns: Some(ns_id),
-            mac: mac.octets(),
-            ip,
-            prefix_len,
-            gateway,
-            mtu,
-        };
-        let (ifname, fd) = match self.call_helper(Request::Attach(spec)).await {
-            Ok((Reply::Attached { ifname, .. }, Some(fd))) => (ifname, fd),
-            Ok(_) => {
-                self.release(network, ip);
-                return Err(Error::Datapath("helper answered without a TAP".into()));
-            }
-            Err(e) => {
-                self.release(network, ip);
-                return Err(e);
-            }
-        };
-        let ep = EndpointState {
-            id: id.clone(),
-            name: name.clone(),
-            netns,
-            ns_id,
-            ifname,
-            ip,
-            mac,
-            ports: mappings.clone(),
-            aliases: req.aliases.clone(),
-        };
-        if let Err(e) = self.plug(network, &id, &ep, fd).await {
-            self.undo_attach(network, &ep).await;
-            return Err(e);
-        }
-        for (i, m) in mappings.iter().enumerate() {
-            if let Err(e) = self.publish_one(network, ip, *m).await {
-                for done in &mappings[..i] {
-                    self.unpublish_one(network, *done).await;
-                }
-                self.undo_attach(network, &ep).await;
-                return Err(e);
-            }
-        }
-        let net = self.state.networks.get_mut(network).expect("checked above");
-        net.endpoints.insert(id.clone(), ep.clone());
-        self.publish_names();
-        if let Err(e) = self.save() {
-            self.undo_attach(network, &ep).await;
-            return Err(e);
-        }
-        tracing::info!(network, endpoint = name, ip = %ip, mac = %mac, ifname = ep.ifname, "endpoint attached");
-        Ok(endpoint_view(
-            &ep,
-            prefix_len,
-            "attached".into(),
-            PortCountersView::default(),
-        ))
-    }
-
-    fn release(&mut self, network: &str, ip: Ipv4Addr) {
-        if let Some(net) = self.state.networks.get_mut(network) {
-            net.pool.release(ip);
-        }
-    }
-
-    /// Reverses a partly done attach: port, interface, lease, state entry.
-    async fn undo_attach(&mut self, network: &str, ep: &EndpointState) {
-        if let Some(live) = self.live.get_mut(network)
-            && let Some(port) = live.ports.remove(&ep.id)
-        {
-            let _ = live.datapath.remove_port(port).await;
-        }
-        let _ = self
-            .call_helper(Request::Detach {
-                netns: ep.netns.clone(),
-                ns_id: ep.ns_id,
-                ifname: ep.ifname.clone(),
-            })
-            .await;
-        if let Some(net) = self.state.networks.get_mut(network) {
-            net.endpoints.remove(&ep.id);
-        }
-        self.release(network, ep.ip);
-        self.publish_names();
-    }
-
-    /// Detaches an endpoint (by name or id): closes its port, deletes its interface, frees its
-    /// address.
-    ///
-    /// # Errors
-    /// Unknown network or endpoint; failing to persist.
-    pub async fn disconnect(&mut self, network: &str, container: &str) -> Result<(), Error> {
-        let ep = self.endpoint(network, container)?.clone();
-        let mut was_live = false;
-        if let Some(live) = self.live.get_mut(network) {
-            live.lost.remove(&ep.id);
-            if let Some(port) = live.ports.remove(&ep.id) {
-                live.datapath.remove_port(port).await?;
-                was_live = true;
-            }
-        }
-        // A lost endpoint's namespace is gone (its path may even hold a new one): only a live
-        // endpoint has an interface to delete.
-        if was_live
-            && let Err(e) = self
-                .call_helper(Request::Detach {
-                    netns: ep.netns.clone(),
-                    ns_id: ep.ns_id,
-                    ifname: ep.ifname.clone(),
-                })
-                .await
-        {
-            tracing::warn!(network, endpoint = ep.name, "interface not removed: {e}");
-        }
-        let net = self.state.networks.get_mut(network).expect("checked above");
-        net.endpoints.remove(&ep.id);
-        net.pool.release(ep.ip);
-        self.publish_names();
-        self.save()?;
-        tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
-        Ok(())
     }
 }
 
