@@ -22,8 +22,8 @@
 //! becomes a FIN to the container (half-close passes through both ways). An RST from either
 //! side aborts the other (host side via SO_LINGER 0).
 //!
-//! Limits: 4 MiB buffers per direction per flow by default (window scaling lets one flow use
-//! them; see `NatConfig::tcp_buffer`); flows count against `max_flows`.
+//! Limits: 4 MiB receive and 1 MiB send buffer per flow by default (window scaling lets one
+//! flow use them; see `NatConfig::tcp_rx_buffer`); flows count against `max_flows`.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -93,10 +93,10 @@ impl Listener {
     }
 }
 
-fn new_socket(buf: usize) -> Socket<'static> {
+fn new_socket(rx: usize, tx: usize) -> Socket<'static> {
     let mut s = Socket::new(
-        SocketBuffer::new(vec![0; buf]),
-        SocketBuffer::new(vec![0; buf]),
+        SocketBuffer::new(vec![0; rx]),
+        SocketBuffer::new(vec![0; tx]),
     );
     s.set_nagle_enabled(false);
     s.set_ack_delay(None);
@@ -166,7 +166,7 @@ fn start_dial(nat: &mut Nat, key: Key, syn: &[u8], sink: &mut Sink<'_>) -> bool 
             return false;
         }
     }
-    let mut s = new_socket(nat.cfg.tcp_buffer);
+    let mut s = new_socket(nat.cfg.tcp_rx_buffer, nat.cfg.tcp_tx_buffer);
     s.pause_synack(true);
     if s.listen(IpListenEndpoint {
         addr: Some(dst.into()),
@@ -402,7 +402,7 @@ pub(crate) fn on_accept(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
         if nat.tcp_keys.contains_key(&key) {
             continue;
         }
-        let mut s = new_socket(nat.cfg.tcp_buffer);
+        let mut s = new_socket(nat.cfg.tcp_rx_buffer, nat.cfg.tcp_tx_buffer);
         let remote = IpEndpoint::new(publish.container_ip.into(), publish.container_port);
         let local = IpListenEndpoint {
             addr: Some(src.into()),
