@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api::types::{Connect, Disconnect, EndpointInspect, NetworkInspect};
 use crate::cli::{EXIT_RUN_FAILED, RunArgs, report};
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use netns_helper::fresh::Setup;
 
 /// Runs the command; returns the exit code for vswitchctl.
@@ -150,11 +150,17 @@ async fn detach_all(client: &Client, networks: &[String], name: &str) {
         let req = Disconnect {
             container: name.to_string(),
         };
-        if let Err(e) = client
+        match client
             .post(&format!("/networks/{net}/disconnect"), &req)
             .await
         {
-            eprintln!("warning: could not disconnect {name} from {net}: {e}");
+            // The daemon saw the namespace go first and detached it already.
+            Ok(_)
+            | Err(ClientError::Refused {
+                status: hyper::StatusCode::NOT_FOUND,
+                ..
+            }) => {}
+            Err(e) => eprintln!("warning: could not disconnect {name} from {net}: {e}"),
         }
     }
 }

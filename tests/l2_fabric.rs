@@ -197,3 +197,35 @@ fn create_ls_inspect_rm_and_default_pools() {
     let ls = d.ctl_ok(&["network", "ls", "-q"]);
     assert_eq!(ls.lines().count(), 1, "only 'first' is left: {ls}");
 }
+
+#[test]
+fn a_namespace_that_goes_away_is_detached_and_its_name_forgotten() {
+    if !privileged("a_namespace_that_goes_away_is_detached_and_its_name_forgotten") {
+        return;
+    }
+    let d = Daemon::start(&["--network", "net1=10.90.7.0/24", "--dns", "127.0.0.1"]);
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    d.connect("net1", &c1, "c1");
+    let ip2 = d.connect("net1", &c2, "gone");
+    let answer = stdout(&c1.exec(&["dig", "@10.90.7.1", "gone", "+short"]));
+    assert_eq!(answer.trim(), ip2, "resolvable while attached");
+    drop(c2); // ip netns del
+    wait_for("the endpoint to be detached", || {
+        d.inspect("net1")["Containers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|e| e["Name"] != "gone")
+    });
+    let status = stdout(&c1.exec(&["dig", "@10.90.7.1", "gone"]));
+    assert!(
+        status.contains("status: NXDOMAIN"),
+        "name forgotten: {status}"
+    );
+    let c3 = Netns::new("c3");
+    assert_eq!(
+        d.connect("net1", &c3, "c3"),
+        ip2,
+        "its address is free again"
+    );
+}

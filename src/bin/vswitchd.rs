@@ -106,6 +106,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let daemon = Daemon::start(config, &wanted).await?;
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+        let reaper = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(vswitchd::daemon::REAP_EVERY);
+            loop {
+                tick.tick().await;
+                reaper.lock().await.reap().await;
+            }
+        });
         tracing::info!(socket = %socket.display(), "vswitchd ready");
         let app = vswitchd::api::router(shared.clone());
         let served = axum::serve(listener, app)

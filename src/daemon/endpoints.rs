@@ -232,3 +232,39 @@ impl Daemon {
         Ok(())
     }
 }
+
+/// How often attached endpoints are checked for a namespace that went away.
+pub const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Daemon {
+    /// Detaches every attached endpoint whose namespace is gone: its file no longer exists
+    /// (`ip netns del`, the process of `/proc/PID/ns/net` exited) or now names another
+    /// namespace. Our TAP fd would otherwise keep the dead namespace alive and its name
+    /// resolvable. Returns how many were detached.
+    pub async fn reap(&mut self) -> usize {
+        let mut gone = Vec::new();
+        for (network, net) in &self.state.networks {
+            let Some(live) = self.live.get(network) else {
+                continue;
+            };
+            for ep in net
+                .endpoints
+                .values()
+                .filter(|e| live.ports.contains_key(&e.id))
+            {
+                if ns_identity(&ep.netns).ok() != Some(ep.ns_id) {
+                    gone.push((network.clone(), ep.id.clone(), ep.name.clone()));
+                }
+            }
+        }
+        let mut n = 0;
+        for (network, id, name) in gone {
+            tracing::info!(network, endpoint = name, "namespace gone; detaching");
+            match self.disconnect(&network, &id).await {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!(network, endpoint = name, "detach failed: {e}"),
+            }
+        }
+        n
+    }
+}

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
 
 mod endpoints;
+pub use endpoints::REAP_EVERY;
 mod inputs;
 mod names;
 mod ports;
