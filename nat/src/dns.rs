@@ -4,8 +4,9 @@
 //! Model: the daemon computes, for each querier address, the [`Zone`] it may see (every
 //! name on every network that container is attached to) and pushes a [`DnsView`] to the
 //! network's data path on each connect/disconnect; nothing is polled. A query for a known
-//! name gets its A records (TTL 600, order rotated per answer, as Docker shuffles them), an
-//! empty NOERROR for other types (AAAA until IPv6 lands), PTR for container addresses;
+//! name gets its A (or AAAA) records (TTL 600, order rotated per answer, as Docker shuffles
+//! them; the store holds both families, AAAA stays empty until IPv6 lands), an empty
+//! NOERROR for other types, PTR for container addresses;
 //! `host.vswitch.internal` is the gateway on host_loopback networks. A single-label name that
 //! is not a container on the asker's networks is NXDOMAIN (never relayed). Other names are
 //! relayed as raw bytes over UDP to the first upstream; a truncated upstream answer is
@@ -22,12 +23,12 @@
 //! query (this is a service, not the switching path).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use smoltcp::wire::{IpProtocol, Ipv4Repr, UdpPacket};
 
@@ -46,8 +47,9 @@ pub const HOST_NAME: &str = "host.vswitch.internal";
 /// The names one querier can see.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Zone {
-    names: HashMap<String, Vec<Ipv4Addr>>,
-    ptr: HashMap<Ipv4Addr, String>,
+    /// Lowercase name → its addresses, both families (A and AAAA are answered from here).
+    names: HashMap<String, Vec<IpAddr>>,
+    ptr: HashMap<IpAddr, String>,
 }
 
 impl Zone {
@@ -57,7 +59,8 @@ impl Zone {
     }
 
     /// Adds `name` → `ip` (case-insensitive); the first name given for an address is its PTR.
-    pub fn add(&mut self, name: &str, ip: Ipv4Addr) {
+    pub fn add(&mut self, name: &str, ip: impl Into<IpAddr>) {
+        let ip = ip.into();
         let key = name.trim_end_matches('.').to_ascii_lowercase();
         let ips = self.names.entry(key.clone()).or_default();
         if !ips.contains(&ip) {
@@ -66,7 +69,7 @@ impl Zone {
         self.ptr.entry(ip).or_insert(key);
     }
 
-    fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
+    fn lookup(&self, name: &str) -> Option<&[IpAddr]> {
         self.names.get(name).map(Vec::as_slice)
     }
 }
@@ -183,27 +186,34 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
         resp.metadata.response_code = ResponseCode::NotImp;
         return finish(resp, limit);
     }
-    let local: Option<Vec<Ipv4Addr>> = if ask.host_alias && name == HOST_NAME {
-        Some(vec![ask.gateway])
+    let local: Option<Vec<IpAddr>> = if ask.host_alias && name == HOST_NAME {
+        Some(vec![IpAddr::V4(ask.gateway)])
     } else {
         ask.zone.and_then(|z| z.lookup(name)).map(<[_]>::to_vec)
     };
-    if let Some(mut ips) = local {
+    if let Some(ips) = local {
         resp.metadata.authoritative = true;
-        if q.query_type() == RecordType::A {
-            if !ips.is_empty() {
-                let n = ips.len();
-                ips.rotate_left(ask.rotate % n);
-            }
-            for ip in ips {
-                resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
-            }
+        // A or AAAA: the addresses of that family, rotated; any other type: no data.
+        let mut data: Vec<RData> = ips
+            .iter()
+            .filter_map(|ip| match (q.query_type(), ip) {
+                (RecordType::A, IpAddr::V4(v4)) => Some(RData::A(A(*v4))),
+                (RecordType::AAAA, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(*v6))),
+                _ => None,
+            })
+            .collect();
+        if !data.is_empty() {
+            let n = data.len();
+            data.rotate_left(ask.rotate % n);
+        }
+        for rdata in data {
+            resp.add_answer(Record::from_rdata(q.name().clone(), TTL, rdata));
         }
         return finish(resp, limit);
     }
     if q.query_type() == RecordType::PTR
         && let Some(ip) = reverse_v4(name)
-        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&ip))
+        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&IpAddr::V4(ip)))
         && let Ok(target) = Name::from_ascii(format!("{target}."))
     {
         resp.metadata.authoritative = true;
@@ -437,6 +447,23 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(second.len(), 2);
         assert_ne!(first, second, "order rotates");
+    }
+
+    #[test]
+    fn the_store_holds_both_families() {
+        let mut z = zone();
+        z.add("web", "fd00::2".parse::<std::net::Ipv6Addr>().unwrap());
+        let m = reply(answer(&ask(&z, false), &query("web.", RecordType::AAAA)));
+        match &m.answers[..] {
+            [r] => assert!(matches!(&r.data, RData::AAAA(a) if a.0.to_string() == "fd00::2")),
+            other => panic!("{other:?}"),
+        }
+        let m = reply(answer(&ask(&z, false), &query("web.", RecordType::A)));
+        assert_eq!(
+            a_records(&m),
+            vec![Ipv4Addr::new(10, 0, 0, 2)],
+            "A answers only IPv4"
+        );
     }
 
     #[test]
