@@ -487,3 +487,82 @@ fn flow_limit_refuses_new_flows_and_spares_old_ones() {
     let r = run(&c1, 10, "echo again | socat -t 5 - TCP:203.0.113.2:7000");
     assert_eq!(r.stdout().trim(), "again", "room again: {}", w.why(&r));
 }
+
+/// Python one-liners (Debian's python3) for an abortive close: socat cannot send an RST.
+const RST_SERVER: &str = r#"
+import socket, struct, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.2", int(sys.argv[1]))); s.listen()
+c, _ = s.accept()
+if sys.argv[2] == "abort":
+    c.recv(100)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+else:
+    try:
+        while c.recv(100): pass
+        open(sys.argv[3], "w").write("eof")
+    except ConnectionResetError:
+        open(sys.argv[3], "w").write("reset")
+"#;
+
+const RST_CLIENT: &str = r#"
+import socket, struct, sys, time
+c = socket.create_connection(("203.0.113.2", int(sys.argv[1])), timeout=5); c.sendall(b"x")
+if sys.argv[2] == "abort":
+    time.sleep(0.3)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+else:
+    try:
+        print("eof" if c.recv(100) == b"" else "data")
+    except ConnectionResetError:
+        print("reset")
+"#;
+
+#[test]
+fn rst_passes_through_both_ways() {
+    if !privileged("rst_passes_through_both_ways") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    let dir = w.dir.path().display().to_string();
+    std::fs::write(format!("{dir}/rst_server.py"), RST_SERVER).unwrap();
+    std::fs::write(format!("{dir}/rst_client.py"), RST_CLIENT).unwrap();
+
+    // The far side resets: the container's read fails with ECONNRESET, not a clean EOF.
+    let _abort = Bg::spawn(
+        &w.servers,
+        &["python3", &format!("{dir}/rst_server.py"), "7010", "abort"],
+    );
+    wait_for("RST server", || listening(&w.servers, "tcp", 7010));
+    let r = run(&c1, 10, &format!("python3 {dir}/rst_client.py 7010 read"));
+    assert_eq!(
+        r.stdout().trim(),
+        "reset",
+        "far-side RST reaches the container: {}",
+        w.why(&r)
+    );
+
+    // The container resets: the far side sees ECONNRESET too.
+    let result = format!("{dir}/far_side.txt");
+    let _read = Bg::spawn(
+        &w.servers,
+        &[
+            "python3",
+            &format!("{dir}/rst_server.py"),
+            "7011",
+            "read",
+            &result,
+        ],
+    );
+    wait_for("reading server", || listening(&w.servers, "tcp", 7011));
+    let r = run(&c1, 10, &format!("python3 {dir}/rst_client.py 7011 abort"));
+    assert!(r.out.status.success(), "{}", w.why(&r));
+    wait_for("the far side to notice", || {
+        std::path::Path::new(&result).exists()
+    });
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap(),
+        "reset",
+        "container RST reaches the far side"
+    );
+}

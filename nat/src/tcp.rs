@@ -73,6 +73,8 @@ pub(crate) struct TcpFlow {
     host_writable: bool,
     host_eof: bool,
     shut_wr: bool,
+    /// The container's FIN was seen (sticky: Closed alone may also mean it reset).
+    peer_fin: bool,
 }
 
 /// A published TCP port's listener.
@@ -194,6 +196,7 @@ fn start_dial(nat: &mut Nat, key: Key, syn: &[u8], sink: &mut Sink<'_>) -> bool 
         host_writable: false,
         host_eof: false,
         shut_wr: false,
+        peer_fin: false,
     };
     insert_flow(nat, flow)
 }
@@ -421,6 +424,7 @@ pub(crate) fn on_accept(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
             host_writable: true,
             host_eof: false,
             shut_wr: false,
+            peer_fin: false,
         };
         if insert_flow(nat, flow) {
             nat.counters.tcp_opened += 1;
@@ -474,11 +478,8 @@ fn pump(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
             Err(_) => break,
         }
     }
-    if !flow.shut_wr
-        && !sock.may_recv()
-        && sock.recv_queue() == 0
-        && has_finished_receiving(sock.state())
-    {
+    flow.peer_fin |= has_finished_receiving(sock.state());
+    if !flow.shut_wr && flow.peer_fin && sock.recv_queue() == 0 {
         let _ = flow.stream.shutdown(std::net::Shutdown::Write);
         flow.shut_wr = true;
     }
@@ -521,11 +522,12 @@ fn pump(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
     }
 }
 
-/// True once the container has sent its FIN (or the connection is gone).
+/// True in the states reached only through the container's FIN. `Closed` is not one of
+/// them: a reset lands there too, and must reach the host as RST, not FIN.
 fn has_finished_receiving(state: State) -> bool {
     matches!(
         state,
-        State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
     )
 }
 
