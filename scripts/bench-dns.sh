@@ -42,34 +42,10 @@ while getopts "t:q:s:h" o; do
 done
 has() { case ",$SECTIONS," in *",$1,"*) return 0 ;; esac; return 1; }
 [ "$(id -u)" = 0 ] || { echo "bench-dns.sh: needs root" >&2; exit 1; }
-need=()
-for t in dnsperf:dnsperf dnsmasq:dnsmasq-base dig:bind9-dnsutils ip:iproute2 ss:iproute2; do
-  command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null \
-    || { echo "bench-dns.sh: apt-get install ${need[*]} failed" >&2; exit 1; }
-fi
-cd "$(dirname "$0")/.."
-cargo build --release -q || exit 1
-BIN=$PWD/target/release
-chmod 0666 /dev/net/tun
-
-TAG=bdns$$ TMPD=$(mktemp -d) PIDS=() NSS=()
-cleanup() {
-  trap - EXIT INT TERM
-  local p n
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  for n in "${NSS[@]}"; do ip netns del "$n" 2>/dev/null; done
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkns() { local n; for n; do ip netns add "$n" && NSS+=("$n"); ip -n "$n" link set lo up; done; }
-start() { "$@" >>"$TMPD/bg.log" 2>&1 & PIDS+=($!); LAST=$!; }
-waitfor() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+NAME=bench-dns.sh TAG=bdns$$
+. "$(dirname "$0")/lib/bench-common.sh"
+need_tools dnsperf:dnsperf dnsmasq:dnsmasq-base dig:bind9-dnsutils ip:iproute2 ss:iproute2
+build_release
 
 echo "# bench-dns.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS qdepth=$QDEPTH sections=$SECTIONS" \
      "dnsperf=$(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null) dnsmasq=$(dpkg-query -W -f='${Version}' dnsmasq-base 2>/dev/null)"

@@ -54,49 +54,15 @@ while getopts "t:r:s:h" o; do
 done
 has() { case ",$SECTIONS," in *",$1,"*) return 0 ;; esac; return 1; }
 [ "$(id -u)" = 0 ] || { echo "bench-l2.sh: needs root" >&2; exit 1; }
-need=()
-for t in iperf3:iperf3 $(has nat && echo slirp4netns:slirp4netns pasta:passt socat:socat); do
-  command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null \
-    || { echo "bench-l2.sh: apt-get install ${need[*]} failed" >&2; exit 1; }
-fi
-cd "$(dirname "$0")/.."
-cargo build --release -q || exit 1
-BIN=$PWD/target/release
-chmod 0666 /dev/net/tun
-
-TAG=bl2$$ TMPD=$(mktemp -d) PIDS=() NSS=()
-cleanup() {
-  trap - EXIT INT TERM
-  local p n
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  for n in "${NSS[@]}"; do ip netns del "$n" 2>/dev/null; done
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkns() { local n; for n; do ip netns add "$n" && NSS+=("$n"); ip -n "$n" link set lo up; done; }
-delns() { local n; for n; do ip netns del "$n" 2>/dev/null; done; }
-start() { "$@" >>"$TMPD/bg.log" 2>&1 & PIDS+=($!); LAST=$!; }
-stop() {       # stop these tracked PIDs, forget them
-  local p q keep=()
-  for p; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for q in "${PIDS[@]}"; do
-    for p; do [ "$q" = "$p" ] && continue 2; done; keep+=("$q")
-  done
-  PIDS=("${keep[@]}")
-}
-waitfor() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
-listening() { ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q .; }
+NAME=bench-l2.sh TAG=bl2$$
+. "$(dirname "$0")/lib/bench-common.sh"
+need_tools iperf3:iperf3 $(has nat && echo slirp4netns:slirp4netns pasta:passt socat:socat)
+build_release
 iperf() {  # NS ADDR [PORT] -> Gbit/s (receiver)
   ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" --connect-timeout 3000 \
       -c "$2" -p "${3:-5201}" 2>&1 |
     awk '/receiver/{for(i=1;i<=NF;i++) if($i=="Gbits/sec") v=$(i-1)} END{print (v==""?"error":v)}'
 }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 echo "# bench-l2.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS sections=$SECTIONS"
 
