@@ -159,6 +159,17 @@ impl Datapath {
         Ok(())
     }
 
+    /// Sends a command carrying a reply channel and waits for the answer.
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(command(reply))?;
+        rx.await
+            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+    }
+
     /// Attaches a TAP as port `id`.
     ///
     /// # Errors
@@ -169,16 +180,14 @@ impl Datapath {
         fd: OwnedFd,
         role: PortRole,
     ) -> Result<(), crate::error::Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::AddPort {
+        self.request(|reply| Command::AddPort {
             id,
             fd,
             role,
             reply,
-        })?;
-        rx.await
-            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))?
-            .map_err(crate::error::Error::Conflict)
+        })
+        .await?
+        .map_err(crate::error::Error::Conflict)
     }
 
     /// Detaches port `id`; returns its final counters.
@@ -189,10 +198,8 @@ impl Datapath {
         &self,
         id: PortId,
     ) -> Result<Option<PortCounters>, crate::error::Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::RemovePort { id, reply })?;
-        rx.await
-            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+        self.request(|reply| Command::RemovePort { id, reply })
+            .await
     }
 
     /// Serves a published port.
@@ -204,10 +211,8 @@ impl Datapath {
         publish: Publish,
         fd: OwnedFd,
     ) -> Result<(), crate::error::Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::AddPublish { publish, fd, reply })?;
-        rx.await
-            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))?
+        self.request(|reply| Command::AddPublish { publish, fd, reply })
+            .await?
             .map_err(crate::error::Error::Conflict)
     }
 
@@ -220,14 +225,12 @@ impl Datapath {
         host: SocketAddrV4,
         protocol: Protocol,
     ) -> Result<bool, crate::error::Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::RemovePublish {
+        self.request(|reply| Command::RemovePublish {
             host,
             protocol,
             reply,
-        })?;
-        rx.await
-            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+        })
+        .await
     }
 
     /// Replaces the network's name view (fire and forget: the thread applies it in order).
@@ -243,10 +246,7 @@ impl Datapath {
     /// # Errors
     /// When the thread is gone.
     pub async fn snapshot(&self) -> Result<Snapshot, crate::error::Error> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Snapshot { reply })?;
-        rx.await
-            .map_err(|_| crate::error::Error::Datapath(self.name.clone()))
+        self.request(|reply| Command::Snapshot { reply }).await
     }
 }
 
