@@ -432,7 +432,8 @@ fn flow_limit_refuses_new_flows_and_spares_old_ones() {
     if !privileged("flow_limit_refuses_new_flows_and_spares_old_ones") {
         return;
     }
-    let (w, c1) = world_with_c1(&["--max-flows", "3"]);
+    // The network's limit, not the per-container one (a quarter of it by default).
+    let (w, c1) = world_with_c1(&["--max-flows", "3", "--max-flows-per-endpoint", "3"]);
     assert_eq!(w.stats(NET)["MaxFlows"], 3);
     let _echo = tcp_echo(&w.servers, 7000);
 

@@ -18,8 +18,7 @@
 //! respect 512 bytes or the query's EDNS0 size, never exceed the link MTU, and set TC when
 //! the answer does not fit. Packets with the response bit set are dropped.
 //!
-//! Limits: at most [`MAX_PENDING`] relayed queries in flight per network (REFUSED beyond);
-//! `--dns-timeout` per upstream attempt. Local answers allocate a few small buffers per
+//! Limits: relaying is bounded in `dns_relay.rs`; `--dns-timeout` per upstream attempt. Local answers allocate a few small buffers per
 //! query (this is a service, not the switching path).
 
 use std::collections::HashMap;
@@ -27,20 +26,17 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use smoltcp::wire::{IpProtocol, Ipv4Repr, UdpPacket};
 
+use crate::ctx::Ctx;
 use crate::device::Sink;
-use crate::dns_relay::{Client, forward};
-use crate::emit::send_ipv4;
-use crate::engine::Nat;
 
 /// TTL of local answers, as Docker's embedded DNS.
 const TTL: u32 = 600;
-/// Relayed queries in flight per network.
-pub const MAX_PENDING: usize = 1024;
 /// The name that leads to the host on host_loopback networks.
 pub const HOST_NAME: &str = "host.vswitch.internal";
 
@@ -131,35 +127,63 @@ fn udp_limit(req: &Message) -> usize {
         .unwrap_or(512)
 }
 
-fn formerr(query: &[u8]) -> Outcome {
-    if query.len() < 12 {
-        return Outcome::Drop;
+/// Answers `query` from `zone` as the gateway `gateway` would, over TCP (`tcp`) or UDP on a
+/// 1500-byte link: the reply bytes, or None when the query is relayed upstream or dropped.
+/// The same pure function the data path uses; public for fuzzing and tools.
+pub fn answer_query(zone: &Zone, gateway: Ipv4Addr, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    let ask = Ask {
+        zone: Some(zone),
+        gateway,
+        host_alias: true,
+        internal: false,
+        transport_limit: tcp.then_some(65_535),
+        udp_cap: udp_cap(1500),
+        rotate: 0,
+    };
+    match answer(&ask, query) {
+        Outcome::Reply(b) => Some(b),
+        Outcome::Forward | Outcome::Drop => None,
     }
-    let id = u16::from_be_bytes([query[0], query[1]]);
-    match Message::error_msg(id, OpCode::Query, ResponseCode::FormErr).to_vec() {
+}
+
+/// The header of a DNS message, if it has one.
+pub(crate) fn header(msg: &[u8]) -> Option<Header> {
+    Header::read(&mut BinDecoder::new(msg)).ok()
+}
+
+/// The ID of a DNS message, if it has a header.
+pub(crate) fn header_id(msg: &[u8]) -> Option<u16> {
+    header(msg).map(|h| h.metadata.id)
+}
+
+/// Whether a DNS message has TC set.
+pub(crate) fn is_truncated(msg: &[u8]) -> bool {
+    header(msg).is_some_and(|h| h.metadata.truncation)
+}
+
+fn formerr(query: &[u8]) -> Outcome {
+    let Some(h) = header(query) else {
+        return Outcome::Drop;
+    };
+    match Message::error_msg(h.metadata.id, OpCode::Query, ResponseCode::FormErr).to_vec() {
         Ok(b) => Outcome::Reply(b),
         Err(_) => Outcome::Drop,
     }
 }
 
-/// Parses `d.c.b.a.in-addr.arpa`.
-fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
-    let rest = name.strip_suffix(".in-addr.arpa")?;
-    let o: Vec<u8> = rest
-        .split('.')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    match o.as_slice() {
-        [d, c, b, a] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
-        _ => None,
-    }
+/// The address a reverse name (`d.c.b.a.in-addr.arpa.` or a full `ip6.arpa.` name) stands for.
+fn reverse(name: &Name) -> Option<IpAddr> {
+    let net = name.parse_arpa_name().ok()?;
+    (net.prefix_len() == net.max_prefix_len()).then(|| net.addr())
 }
 
 /// Answers from local knowledge, or says to relay. Pure: no I/O.
 pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
-    if query.len() >= 3 && query[2] & 0x80 != 0 {
+    match header(query) {
+        None => return Outcome::Drop,
         // A response, not a query: answering it could start a loop.
-        return Outcome::Drop;
+        Some(h) if h.metadata.message_type == MessageType::Response => return Outcome::Drop,
+        Some(_) => {}
     }
     let Ok(req) = Message::from_vec(query) else {
         return formerr(query);
@@ -170,7 +194,9 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
     let limit = ask
         .transport_limit
         .unwrap_or_else(|| udp_limit(&req).min(ask.udp_cap));
-    let q = &req.queries[0];
+    let Some(q) = req.queries.first() else {
+        return formerr(query);
+    };
     let qname = q.name().to_lowercase().to_ascii();
     let name = qname.trim_end_matches('.');
     let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
@@ -212,8 +238,8 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
         return finish(resp, limit);
     }
     if q.query_type() == RecordType::PTR
-        && let Some(ip) = reverse_v4(name)
-        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&IpAddr::V4(ip)))
+        && let Some(ip) = reverse(q.name())
+        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&ip))
         && let Ok(target) = Name::from_ascii(format!("{target}."))
     {
         resp.metadata.authoritative = true;
@@ -254,125 +280,120 @@ fn fit(answer: Vec<u8>, limit: usize) -> Vec<u8> {
     if answer.len() <= limit {
         return answer;
     }
-    match Message::from_vec(&answer)
+    if let Some(b) = Message::from_vec(&answer)
         .ok()
         .and_then(|m| m.truncate().to_vec().ok())
-        .ok_or(())
     {
-        Ok(b) => b,
-        Err(_) => {
-            // Not parseable: keep the header only, with TC set and no records.
-            let mut h = answer[..12.min(answer.len())].to_vec();
-            if h.len() == 12 {
-                h[2] |= 0x02;
-                h[4..12].fill(0);
-            }
-            h
-        }
+        return b;
     }
+    // Not parseable: the header alone, with TC set and no records.
+    let Some(h) = header(&answer) else {
+        return Vec::new();
+    };
+    let mut m = Message::response(h.metadata.id, h.metadata.op_code);
+    m.metadata.truncation = true;
+    m.metadata.response_code = h.metadata.response_code;
+    m.to_vec().unwrap_or_default()
 }
 
-pub(crate) fn servfail(query: &[u8]) -> Vec<u8> {
-    let mut m = Message::from_vec(query)
-        .map(|req| {
+/// An answer to `query` carrying only a response code (SERVFAIL, REFUSED) and the question.
+pub(crate) fn rcode_answer(query: &[u8], code: ResponseCode) -> Vec<u8> {
+    let mut m = match Message::from_vec(query) {
+        Ok(req) => {
             let mut r = Message::response(req.metadata.id, req.metadata.op_code);
             r.metadata.recursion_desired = req.metadata.recursion_desired;
             r.metadata.recursion_available = true;
             r.add_queries(req.queries);
             r
-        })
-        .unwrap_or_else(|_| {
-            Message::response(u16::from_be_bytes([query[0], query[1]]), OpCode::Query)
-        });
-    m.metadata.response_code = ResponseCode::ServFail;
+        }
+        Err(_) => Message::response(header_id(query).unwrap_or(0), OpCode::Query),
+    };
+    m.metadata.response_code = code;
     m.to_vec().unwrap_or_default()
 }
 
-/// A UDP query from a container to the gateway.
-pub(crate) fn on_udp(nat: &mut Nat, from: SocketAddrV4, query: &[u8], sink: &mut Sink<'_>) {
-    match local(nat, *from.ip(), query, None) {
-        Outcome::Reply(b) => reply_udp(nat, from, &b, sink),
-        Outcome::Drop => {}
-        Outcome::Forward => {
-            let limit = Message::from_vec(query)
-                .map(|m| udp_limit(&m))
-                .unwrap_or(512)
-                .min(udp_cap(nat));
-            forward(nat, Client::Udp(from), query.to_vec(), limit, 0, sink);
-        }
-    }
-}
-
 /// The largest DNS message a UDP datagram carries over the network's link unfragmented.
-fn udp_cap(nat: &Nat) -> usize {
-    (nat.cfg.mtu as usize).saturating_sub(28).max(512)
+fn udp_cap(mtu: u32) -> usize {
+    (mtu as usize).saturating_sub(28).max(512)
 }
 
-/// Looks a query up for the container at `querier`.
-pub(crate) fn local(
-    nat: &mut Nat,
-    querier: Ipv4Addr,
-    query: &[u8],
-    transport_limit: Option<usize>,
-) -> Outcome {
-    nat.dns.rotate = nat.dns.rotate.wrapping_add(1);
-    let zone = nat.dns.view.zones.get(&querier).cloned();
-    let ask = Ask {
-        zone: zone.as_deref(),
-        gateway: nat.cfg.gateway_ip,
-        host_alias: nat.cfg.host_loopback,
-        internal: nat.cfg.internal,
-        transport_limit,
-        udp_cap: udp_cap(nat),
-        rotate: nat.dns.rotate,
-    };
-    answer(&ask, query)
-}
-
-fn reply_udp(nat: &mut Nat, to: SocketAddrV4, msg: &[u8], sink: &mut Sink<'_>) {
-    let gw = nat.cfg.gateway_ip;
-    let udp_len = 8 + msg.len();
-    let ip = Ipv4Repr {
-        src_addr: gw,
-        dst_addr: *to.ip(),
-        next_header: IpProtocol::Udp,
-        payload_len: udp_len,
-        hop_limit: 64,
-    };
-    send_ipv4(nat, ip, sink, |buf| {
-        let mut pkt = UdpPacket::new_unchecked(buf);
-        pkt.set_src_port(53);
-        pkt.set_dst_port(to.port());
-        pkt.set_len(udp_len as u16);
-        pkt.payload_mut()[..msg.len()].copy_from_slice(msg);
-        pkt.fill_checksum(&gw.into(), &(*to.ip()).into());
-    });
-}
-
-/// Sends an answer to whoever asked.
-pub(crate) fn deliver(
-    nat: &mut Nat,
-    client: Client,
-    msg: Vec<u8>,
-    limit: usize,
-    sink: &mut Sink<'_>,
-) {
-    match client {
-        Client::Udp(to) => {
-            let msg = fit(msg, limit);
-            reply_udp(nat, to, &msg, sink);
-        }
-        Client::Tcp(token) => crate::dns_tcp::reply(nat, token, &msg, sink),
-    }
-}
-
-/// DNS state of one network's gateway.
+/// The DNS responder of one network's gateway: what each querier may resolve.
 #[derive(Default)]
-pub(crate) struct Dns {
-    pub view: DnsView,
-    pub cfg: DnsConfig,
-    pub rotate: usize,
-    pub pending: usize,
+pub(crate) struct DnsServer {
+    view: DnsView,
+    rotate: usize,
+}
+
+impl DnsServer {
+    /// Replaces what each querier may resolve.
+    pub(crate) fn set_view(&mut self, view: DnsView) {
+        self.view = view;
+    }
+
+    /// Looks a query up for the container at `querier` (`transport_limit`: 65,535 for TCP,
+    /// None for UDP).
+    pub(crate) fn lookup(
+        &mut self,
+        ctx: &Ctx,
+        querier: IpAddr,
+        query: &[u8],
+        transport_limit: Option<usize>,
+    ) -> Outcome {
+        self.rotate = self.rotate.wrapping_add(1);
+        let IpAddr::V4(v4) = querier else {
+            return Outcome::Drop;
+        };
+        let ask = Ask {
+            zone: self.view.zones.get(&v4).map(Arc::as_ref),
+            gateway: ctx.cfg.gateway_ip,
+            host_alias: ctx.cfg.host_loopback,
+            internal: ctx.cfg.internal,
+            transport_limit,
+            udp_cap: udp_cap(ctx.cfg.mtu),
+            rotate: self.rotate,
+        };
+        answer(&ask, query)
+    }
+
+    /// The largest answer a UDP query accepts, on this link.
+    pub(crate) fn udp_limit(ctx: &Ctx, query: &[u8]) -> usize {
+        Message::from_vec(query)
+            .map(|m| udp_limit(&m))
+            .unwrap_or(512)
+            .min(udp_cap(ctx.cfg.mtu))
+    }
+
+    /// Sends an answer to a UDP querier, fitted to `limit`.
+    pub(crate) fn reply_udp(
+        ctx: &mut Ctx,
+        to: SocketAddrV4,
+        msg: Vec<u8>,
+        limit: usize,
+        sink: &mut Sink<'_>,
+    ) {
+        let msg = fit(msg, limit);
+        let gw = ctx.cfg.gateway_ip;
+        let Ok(udp_len) = u16::try_from(8 + msg.len()) else {
+            return;
+        };
+        let ip = Ipv4Repr {
+            src_addr: gw,
+            dst_addr: *to.ip(),
+            next_header: IpProtocol::Udp,
+            payload_len: usize::from(udp_len),
+            hop_limit: 64,
+        };
+        ctx.send_ipv4(ip, sink, |buf| {
+            let mut pkt = UdpPacket::new_unchecked(buf);
+            pkt.set_src_port(53);
+            pkt.set_dst_port(to.port());
+            pkt.set_len(udp_len);
+            if let Some(dst) = pkt.payload_mut().get_mut(..msg.len()) {
+                dst.copy_from_slice(&msg);
+            }
+            pkt.fill_checksum(&gw.into(), &(*to.ip()).into());
+        });
+    }
 }
 
 #[cfg(test)]

@@ -1,27 +1,60 @@
 //! Relaying DNS queries the gateway cannot answer: raw bytes to the first upstream over
 //! UDP, again over TCP when the UDP answer is truncated, to the next upstream on timeout or
 //! refusal, and SERVFAIL to the container when none answers. Each query in flight owns one
-//! non-blocking host socket registered in the engine's epoll; at most
-//! [`MAX_PENDING`](crate::dns::MAX_PENDING) per network.
+//! non-blocking host socket registered in the context's epoll.
+//!
+//! Answers are not sent from here: they queue as [`Answer`]s naming their [`Client`], and the
+//! engine hands each to the DNS server (UDP) or to the TCP connection it came on. A TCP
+//! client is named by its flow's generation-checked handle, so an answer for a connection
+//! that has closed meanwhile is dropped, never written to a connection that reused its slot.
+//!
+//! Limits: at most [`MAX_PENDING`] queries in flight per network and
+//! [`MAX_PER_ENDPOINT`] per container (REFUSED beyond); `--dns-timeout` per upstream attempt.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
+use hickory_proto::op::ResponseCode;
 use nix::sys::epoll::EpollFlags;
 
-use crate::device::Sink;
-use crate::dns::{MAX_PENDING, deliver, servfail};
-use crate::engine::{Nat, Slot};
+use crate::ctx::Ctx;
+use crate::dns::{header_id, is_truncated, rcode_answer};
+use crate::flow::{Handle, Owner, Table};
+
+/// Relayed queries in flight per network.
+pub const MAX_PENDING: usize = 1024;
+/// Relayed queries in flight per container.
+pub const MAX_PER_ENDPOINT: usize = 64;
+/// Largest answer read over UDP.
+const UDP_MAX: usize = 4096;
 
 /// Who asked.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Client {
     /// A UDP query from this container address/port.
     Udp(SocketAddrV4),
-    /// A query on the DNS-over-TCP flow in this slot.
-    Tcp(usize),
+    /// A query on this DNS-over-TCP flow, from `querier`.
+    Tcp { flow: Handle, querier: IpAddr },
+}
+
+impl Client {
+    fn endpoint(&self) -> IpAddr {
+        match self {
+            Client::Udp(a) => IpAddr::V4(*a.ip()),
+            Client::Tcp { querier, .. } => *querier,
+        }
+    }
+}
+
+/// An answer for a client, to be delivered by the engine.
+pub(crate) struct Answer {
+    pub client: Client,
+    pub bytes: Vec<u8>,
+    /// Largest reply the client's transport takes.
+    pub limit: usize,
 }
 
 enum Io {
@@ -35,7 +68,7 @@ enum Io {
 }
 
 /// A query relayed to an upstream, waiting for its answer.
-pub(crate) struct Pending {
+struct Pending {
     client: Client,
     query: Vec<u8>,
     limit: usize,
@@ -44,216 +77,252 @@ pub(crate) struct Pending {
     io: Io,
 }
 
-/// Relays `query` to upstream number `upstream` (or answers SERVFAIL when none is left).
-pub(crate) fn forward(
-    nat: &mut Nat,
-    client: Client,
-    query: Vec<u8>,
-    limit: usize,
-    upstream: usize,
-    sink: &mut Sink<'_>,
-) {
-    if query.len() < 12 {
-        return;
+/// Queries in flight to upstream resolvers.
+#[derive(Default)]
+pub(crate) struct Relay {
+    pending: Table<Pending>,
+    per_endpoint: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
+    answers: Vec<Answer>,
+}
+
+impl Relay {
+    /// Answers ready for delivery since the last call.
+    pub(crate) fn take_answers(&mut self) -> Vec<Answer> {
+        std::mem::take(&mut self.answers)
     }
-    let Some(&server) = nat.dns.cfg.upstreams.get(upstream) else {
-        let msg = servfail(&query);
-        deliver(nat, client, msg, limit, sink);
-        return;
-    };
-    if nat.dns.pending >= MAX_PENDING {
-        let mut msg = servfail(&query);
-        if msg.len() >= 4 {
-            msg[3] = (msg[3] & 0xf0) | 5; // REFUSED
+
+    fn answer(&mut self, client: Client, bytes: Vec<u8>, limit: usize) {
+        self.answers.push(Answer {
+            client,
+            bytes,
+            limit,
+        });
+    }
+
+    /// Relays `query` for `client`, starting with the first upstream.
+    pub(crate) fn forward(&mut self, ctx: &mut Ctx, client: Client, query: Vec<u8>, limit: usize) {
+        if header_id(&query).is_none() {
+            return;
         }
-        deliver(nat, client, msg, limit, sink);
-        return;
+        let ep = client.endpoint();
+        let held = self.per_endpoint.get(&ep).copied().unwrap_or(0);
+        if self.pending.len() >= MAX_PENDING || held >= MAX_PER_ENDPOINT {
+            ctx.counters.dns_refused += 1;
+            let msg = rcode_answer(&query, ResponseCode::Refused);
+            self.answer(client, msg, limit);
+            return;
+        }
+        self.try_upstream(ctx, client, query, limit, 0);
     }
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .and_then(|s| s.connect(server).map(|()| s))
-        .and_then(|s| s.set_nonblocking(true).map(|()| s))
-        .and_then(|s| s.send(&query).map(|_| s));
-    let Ok(sock) = sock else {
-        return forward(nat, client, query, limit, upstream + 1, sink);
-    };
-    let pending = Pending {
-        client,
-        query,
-        limit,
-        upstream,
-        deadline: Instant::now() + nat.dns.cfg.timeout,
-        io: Io::Udp(sock),
-    };
-    insert(nat, pending, EpollFlags::EPOLLIN);
-}
 
-fn insert(nat: &mut Nat, pending: Pending, flags: EpollFlags) {
-    let token = nat.insert_slot(Slot::Dns(pending));
-    let Some(Slot::Dns(p)) = nat.slots[token].as_ref() else {
-        unreachable!("just inserted")
-    };
-    let fd = match &p.io {
-        Io::Udp(s) => s.as_fd(),
-        Io::Tcp { stream, .. } => stream.as_fd(),
-    };
-    if nat.register(fd, token, flags).is_err() {
-        nat.take_slot(token);
-        return;
+    /// Sends `query` to upstream number `upstream`, or SERVFAIL when none is left.
+    fn try_upstream(
+        &mut self,
+        ctx: &mut Ctx,
+        client: Client,
+        query: Vec<u8>,
+        limit: usize,
+        upstream: usize,
+    ) {
+        let Some(server) = ctx.cfg.dns.upstreams.get(upstream).copied() else {
+            let msg = rcode_answer(&query, ResponseCode::ServFail);
+            self.answer(client, msg, limit);
+            return;
+        };
+        let bind: IpAddr = if server.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let sock = UdpSocket::bind((bind, 0))
+            .and_then(|s| s.connect(server).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(|s| s.send(&query).map(|_| s));
+        let Ok(sock) = sock else {
+            return self.try_upstream(ctx, client, query, limit, upstream + 1);
+        };
+        let pending = Pending {
+            client,
+            query,
+            limit,
+            upstream,
+            deadline: ctx.now + ctx.cfg.dns.timeout,
+            io: Io::Udp(sock),
+        };
+        self.insert(ctx, pending, EpollFlags::EPOLLIN);
     }
-    nat.dns.pending += 1;
-}
 
-fn take(nat: &mut Nat, token: usize) -> Option<Pending> {
-    match nat.slots.get(token) {
-        Some(Some(Slot::Dns(_))) => {}
-        _ => return None,
+    fn insert(&mut self, ctx: &mut Ctx, pending: Pending, flags: EpollFlags) {
+        let ep = pending.client.endpoint();
+        let h = self.pending.insert(pending);
+        let registered = self.pending.get(h).map(|p| {
+            let fd = match &p.io {
+                Io::Udp(s) => s.as_fd(),
+                Io::Tcp { stream, .. } => stream.as_fd(),
+            };
+            ctx.register(fd, Owner::Relay, h, flags)
+        });
+        if !matches!(registered, Some(Ok(()))) {
+            if let Some(p) = self.pending.remove(h) {
+                let msg = rcode_answer(&p.query, ResponseCode::ServFail);
+                self.answer(p.client, msg, p.limit);
+            }
+            return;
+        }
+        *self.per_endpoint.entry(ep).or_insert(0) += 1;
     }
-    let Some(Slot::Dns(p)) = nat.take_slot(token) else {
-        return None;
-    };
-    match &p.io {
-        Io::Udp(s) => nat.deregister(s.as_fd()),
-        Io::Tcp { stream, .. } => nat.deregister(stream.as_fd()),
-    }
-    nat.dns.pending -= 1;
-    Some(p)
-}
 
-/// An upstream socket is ready.
-pub(crate) fn on_upstream(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
-    let Some(Some(Slot::Dns(p))) = nat.slots.get_mut(token) else {
-        return;
-    };
-    let id = [p.query[0], p.query[1]];
-    match &mut p.io {
-        Io::Udp(sock) => {
-            let mut buf = [0u8; 4096];
-            match sock.recv(&mut buf) {
-                Ok(n) if n >= 12 && buf[..2] == id => {
-                    let truncated = buf[2] & 0x02 != 0;
-                    let p = take(nat, token).expect("present");
-                    if truncated {
-                        retry_tcp(nat, p, sink);
-                    } else {
-                        deliver(nat, p.client, buf[..n].to_vec(), p.limit, sink);
+    fn take(&mut self, ctx: &mut Ctx, h: Handle) -> Option<Pending> {
+        let p = self.pending.remove(h)?;
+        match &p.io {
+            Io::Udp(s) => ctx.deregister(s.as_fd()),
+            Io::Tcp { stream, .. } => ctx.deregister(stream.as_fd()),
+        }
+        let ep = p.client.endpoint();
+        if let Some(n) = self.per_endpoint.get_mut(&ep) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_endpoint.remove(&ep);
+            }
+        }
+        Some(p)
+    }
+
+    /// Moves a failed attempt on to the next upstream.
+    fn next(&mut self, ctx: &mut Ctx, h: Handle) {
+        if let Some(p) = self.take(ctx, h) {
+            self.try_upstream(ctx, p.client, p.query, p.limit, p.upstream + 1);
+        }
+    }
+
+    /// An upstream socket is ready.
+    pub(crate) fn on_upstream(&mut self, ctx: &mut Ctx, h: Handle) {
+        let Some(p) = self.pending.get_mut(h) else {
+            return;
+        };
+        let id = header_id(&p.query);
+        match &mut p.io {
+            Io::Udp(sock) => {
+                let mut buf = [0u8; UDP_MAX];
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        let answer = buf.get(..n).unwrap_or(&[]);
+                        if header_id(answer).is_none() || header_id(answer) != id {
+                            return; // not our answer
+                        }
+                        let answer = answer.to_vec();
+                        let Some(p) = self.take(ctx, h) else {
+                            return;
+                        };
+                        if is_truncated(&answer) {
+                            self.retry_tcp(ctx, p);
+                        } else {
+                            self.answer(p.client, answer, p.limit);
+                        }
                     }
-                }
-                Ok(_) => {} // not our answer
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    // Refused (nothing listens there): next upstream.
-                    let p = take(nat, token).expect("present");
-                    forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => self.next(ctx, h), // refused: nothing listens there
                 }
             }
-        }
-        Io::Tcp {
-            stream,
-            out,
-            written,
-            inbuf,
-        } => {
-            let mut failed = false;
-            while *written < out.len() {
-                match stream.write(&out[*written..]) {
-                    Ok(n) => *written += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        failed = true;
-                        break;
+            Io::Tcp {
+                stream,
+                out,
+                written,
+                inbuf,
+            } => {
+                let failed = exchange(stream, out, written, inbuf);
+                if let Some(msg) = whole_message(inbuf) {
+                    let msg = msg.to_vec();
+                    if let Some(p) = self.take(ctx, h) {
+                        self.answer(p.client, msg, p.limit);
                     }
+                } else if failed {
+                    self.next(ctx, h);
                 }
             }
-            let mut chunk = [0u8; 4096];
-            while !failed {
-                match stream.read(&mut chunk) {
-                    Ok(0) => {
-                        failed = true;
-                    }
-                    Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
-                    Err(_) => failed = true,
-                }
-            }
-            let complete = inbuf.len() >= 2
-                && inbuf.len() >= 2 + usize::from(u16::from_be_bytes([inbuf[0], inbuf[1]]));
-            if complete {
-                let p = take(nat, token).expect("present");
-                if let Io::Tcp { inbuf, .. } = p.io {
-                    let len = usize::from(u16::from_be_bytes([inbuf[0], inbuf[1]]));
-                    deliver(nat, p.client, inbuf[2..2 + len].to_vec(), p.limit, sink);
-                }
-            } else if failed {
-                let p = take(nat, token).expect("present");
-                forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
-            }
+        }
+    }
+
+    /// Asks the same upstream again over TCP (its UDP answer was truncated).
+    fn retry_tcp(&mut self, ctx: &mut Ctx, p: Pending) {
+        let Some(server) = ctx.cfg.dns.upstreams.get(p.upstream).copied() else {
+            return self.try_upstream(ctx, p.client, p.query, p.limit, p.upstream + 1);
+        };
+        let domain = socket2::Domain::for_address(server);
+        let started =
+            socket2::Socket::new(domain, socket2::Type::STREAM.nonblocking().cloexec(), None)
+                .and_then(|s| match s.connect(&server.into()) {
+                    Ok(()) => Ok(s),
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+                    Err(e) => Err(e),
+                });
+        let (Ok(sock), Ok(len)) = (started, u16::try_from(p.query.len())) else {
+            return self.try_upstream(ctx, p.client, p.query, p.limit, p.upstream + 1);
+        };
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend_from_slice(&p.query);
+        let pending = Pending {
+            io: Io::Tcp {
+                stream: TcpStream::from(std::os::fd::OwnedFd::from(sock)),
+                out,
+                written: 0,
+                inbuf: Vec::new(),
+            },
+            deadline: ctx.now + ctx.cfg.dns.timeout,
+            ..p
+        };
+        self.insert(ctx, pending, EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT);
+    }
+
+    /// Moves timed-out relays to the next upstream (or SERVFAIL).
+    pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
+        if self.pending.len() == 0 {
+            return;
+        }
+        let now = ctx.now;
+        let late: Vec<Handle> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(h, _)| h)
+            .collect();
+        for h in late {
+            self.next(ctx, h);
+        }
+    }
+
+    /// Earliest relay deadline, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.pending.iter().map(|(_, p)| p.deadline).min()
+    }
+}
+
+/// Writes what is left of `out` and reads what has arrived; true if the connection failed.
+fn exchange(stream: &mut TcpStream, out: &[u8], written: &mut usize, inbuf: &mut Vec<u8>) -> bool {
+    while let Some(rest) = out.get(*written..).filter(|r| !r.is_empty()) {
+        match stream.write(rest) {
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return true,
+        }
+    }
+    let mut chunk = [0u8; 4096];
+    loop {
+        if inbuf.len() > 2 + usize::from(u16::MAX) {
+            return true;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => inbuf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return false,
+            Err(_) => return true,
         }
     }
 }
 
-/// Asks the same upstream again over TCP (its UDP answer was truncated).
-fn retry_tcp(nat: &mut Nat, p: Pending, sink: &mut Sink<'_>) {
-    let server = nat.dns.cfg.upstreams[p.upstream];
-    let sock = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::STREAM.nonblocking().cloexec(),
-        None,
-    );
-    let started = sock.and_then(|s| match s.connect(&server.into()) {
-        Ok(()) => Ok(s),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
-        Err(e) => Err(e),
-    });
-    let Ok(sock) = started else {
-        return forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
-    };
-    let mut out = (p.query.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(&p.query);
-    let pending = Pending {
-        io: Io::Tcp {
-            stream: TcpStream::from(std::os::fd::OwnedFd::from(sock)),
-            out,
-            written: 0,
-            inbuf: Vec::new(),
-        },
-        deadline: Instant::now() + nat.dns.cfg.timeout,
-        ..p
-    };
-    insert(nat, pending, EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT);
-}
-
-/// Moves timed-out relays to the next upstream (or SERVFAIL).
-pub(crate) fn expire(nat: &mut Nat, now: Instant, sink: &mut Sink<'_>) {
-    if nat.dns.pending == 0 {
-        return;
-    }
-    let late: Vec<usize> = nat
-        .slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| match s {
-            Some(Slot::Dns(p)) if p.deadline <= now => Some(i),
-            _ => None,
-        })
-        .collect();
-    for token in late {
-        if let Some(p) = take(nat, token) {
-            forward(nat, p.client, p.query, p.limit, p.upstream + 1, sink);
-        }
-    }
-}
-
-/// Earliest relay deadline, if any.
-pub(crate) fn next_deadline(nat: &Nat) -> Option<Instant> {
-    if nat.dns.pending == 0 {
-        return None;
-    }
-    nat.slots
-        .iter()
-        .filter_map(|s| match s {
-            Some(Slot::Dns(p)) => Some(p.deadline),
-            _ => None,
-        })
-        .min()
+/// The first whole length-prefixed message of `buf`, if complete.
+fn whole_message(buf: &[u8]) -> Option<&[u8]> {
+    let (prefix, rest) = buf.split_first_chunk::<2>()?;
+    rest.get(..usize::from(u16::from_be_bytes(*prefix)))
 }

@@ -5,28 +5,40 @@
 //! socket readiness through its own epoll fd (which the data path polls), and everything it
 //! sends to containers goes straight to the caller's sink.
 //!
-//! Limits: one flow table per network, at most `max_flows` TCP+UDP+ICMP flows; a new flow
-//! beyond that is refused at once (TCP RST, ICMP administratively-prohibited for UDP/ICMP)
-//! and counted, while existing flows go on. UDP and ICMP flows expire after
-//! `udp_timeout` without traffic; TCP flows live until both sides have closed or one reset.
-//! smoltcp matches sockets by a linear scan, so per-packet cost grows with the number of
-//! live TCP flows (fine for hundreds, not for tens of thousands).
+//! Structure: the engine only dispatches. Each protocol has one owner (`tcp/`, `udp.rs`,
+//! `ping.rs`, the DNS server in `dns.rs`, the upstream relay in `dns_relay.rs`); owners work
+//! through the narrow [`Ctx`] (config, clock, epoll, frame builder, counters, quotas,
+//! destination policy) and generation-checked flow handles (`flow.rs`), and never call the
+//! engine or each other: what one produces for another (a DNS-over-TCP message, a relayed
+//! answer) is handed back here and routed.
+//!
+//! Limits: at most `max_flows` TCP+UDP+ICMP flows per network and `max_flows_per_endpoint`
+//! per container; a new flow beyond either is refused at once (TCP RST, ICMP
+//! administratively-prohibited for UDP/ICMP) and counted, while existing flows go on. UDP and
+//! ICMP flows expire after `udp_timeout` without traffic; TCP flows end when both sides have
+//! closed or one reset, or when they age out (see `tcp/mod.rs`). smoltcp matches sockets by a
+//! linear scan, so per-packet cost grows with the number of live TCP flows.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::time::Instant as SmolInstant;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent};
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr, IpProtocol, Ipv4Packet,
+    EthernetFrame, EthernetProtocol, Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, UdpPacket,
 };
 
-use crate::device::{Framer, Neighbors, OneShot, Sink};
-use crate::{dns, dns_relay, dns_tcp, ping, tcp, udp};
+use crate::ctx::Ctx;
+use crate::device::{Framer, Neighbors, Sink};
+use crate::dns;
+use crate::dns::{DnsServer, Outcome};
+use crate::dns_relay::{Client, Relay};
+use crate::flow::{Handle, Owner, untoken};
+use crate::ping::Ping;
+use crate::tcp::Tcp;
+use crate::udp::Udp;
 
 /// How the gateway translates for one network.
 #[derive(Clone, Debug)]
@@ -45,6 +57,16 @@ pub struct NatConfig {
     pub host_loopback: bool,
     /// Most TCP+UDP+ICMP flows at once (default 4096).
     pub max_flows: usize,
+    /// Most flows one container may hold (default a quarter of `max_flows`).
+    pub max_flows_per_endpoint: usize,
+    /// An established TCP flow idle this long is reset (default 2 h).
+    pub tcp_idle_timeout: Duration,
+    /// A TCP flow the container closed but the far side did not, idle this long, is reset
+    /// (conntrack's FIN-wait, default 120 s).
+    pub fin_timeout: Duration,
+    /// A TCP flow the far side closed but the container did not, idle this long, is reset
+    /// (conntrack's close-wait, default 60 s).
+    pub close_wait_timeout: Duration,
     /// Idle time after which a UDP or ICMP flow is forgotten (default 60 s).
     pub udp_timeout: Duration,
     /// How long an outbound TCP dial may take before the container is told "unreachable"
@@ -79,6 +101,10 @@ impl NatConfig {
             internal: false,
             host_loopback: false,
             max_flows: 4096,
+            max_flows_per_endpoint: 1024,
+            tcp_idle_timeout: Duration::from_secs(7200),
+            fin_timeout: Duration::from_secs(120),
+            close_wait_timeout: Duration::from_secs(60),
             udp_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             tcp_rx_buffer: 4 << 20,
@@ -131,8 +157,13 @@ pub struct NatStats {
     pub counters: NatCounters,
 }
 
-/// Cumulative NAT counters.
+/// Cumulative NAT counters (in the API as they are here, field names in PascalCase).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "PascalCase", default)
+)]
 pub struct NatCounters {
     /// TCP flows established with the far side.
     pub tcp_opened: u64,
@@ -146,49 +177,18 @@ pub struct NatCounters {
     pub icmp_echoes: u64,
     /// New flows refused because the table was full.
     pub refused_limit: u64,
-    /// UDP/ICMP flows removed after their idle timeout.
+    /// New flows refused because their container held its whole quota (flows, pending dials
+    /// or DNS-over-TCP connections).
+    pub refused_endpoint_quota: u64,
+    /// Packets refused because their destination is the daemon itself or a reserved address
+    /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4).
+    pub forbidden_destination: u64,
+    /// Relayed DNS queries refused because too many were in flight.
+    pub dns_refused: u64,
+    /// Flows removed after their idle timeout (UDP, ICMP, and TCP by the aging rules).
     pub expired: u64,
     /// Packets dropped because the network is internal.
     pub internal_drops: u64,
-}
-
-/// One entry of the slot table; the epoll token of a host socket is its slot index.
-pub(crate) enum Slot {
-    Tcp(tcp::TcpFlow),
-    TcpListener(tcp::Listener),
-    Udp(udp::UdpFlow),
-    UdpListener(udp::Listener),
-    Ping(ping::PingFlow),
-    Dns(dns_relay::Pending),
-    DnsTcp(dns_tcp::DnsTcp),
-}
-
-/// The translation engine of one network.
-pub struct Nat {
-    pub(crate) cfg: NatConfig,
-    pub(crate) epoll: Epoll,
-    pub(crate) iface: Interface,
-    pub(crate) sockets: SocketSet<'static>,
-    pub(crate) slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    pub(crate) tcp_keys: HashMap<tcp::Key, usize, foldhash::fast::RandomState>,
-    pub(crate) udp_keys: HashMap<udp::Key, usize, foldhash::fast::RandomState>,
-    pub(crate) udp_published:
-        HashMap<udp::PublishedKey, udp::PublishedFlow, foldhash::fast::RandomState>,
-    pub(crate) ping_keys: HashMap<ping::Key, usize, foldhash::fast::RandomState>,
-    pub(crate) listeners: HashMap<(SocketAddrV4, Protocol), usize, foldhash::fast::RandomState>,
-    pub(crate) framer: Framer,
-    pub(crate) counters: NatCounters,
-    pub(crate) tcp_live: usize,
-    pub(crate) udp_live: usize,
-    pub(crate) ping_live: usize,
-    pub(crate) dns: dns::Dns,
-    /// Scratch buffer for reading UDP/ICMP datagrams from host sockets.
-    pub(crate) dgram: Vec<u8>,
-    start: std::time::Instant,
-    last_sweep: std::time::Instant,
-    events: Vec<EpollEvent>,
-    ping_unavailable_logged: bool,
 }
 
 /// Errors of the runtime API.
@@ -197,9 +197,6 @@ pub enum NatError {
     /// The host address/port is already published on this network.
     #[error("{0} is already published")]
     AlreadyPublished(String),
-    /// Nothing is published there.
-    #[error("{0} is not published")]
-    NotPublished(String),
     /// The network is internal.
     #[error("network is internal: no published ports")]
     Internal,
@@ -208,237 +205,239 @@ pub enum NatError {
     Io(#[from] io::Error),
 }
 
+/// How often aging rules run.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The translation engine of one network.
+pub struct Nat {
+    ctx: Ctx,
+    tcp: Tcp,
+    udp: Udp,
+    ping: Ping,
+    dns: DnsServer,
+    relay: Relay,
+    /// Published host ports and the listener serving each.
+    publishes: HashMap<(SocketAddrV4, Protocol), Handle, foldhash::fast::RandomState>,
+    events: Vec<EpollEvent>,
+    last_sweep: Instant,
+    clock: fn() -> Instant,
+}
+
 impl Nat {
     /// Builds the engine.
     ///
     /// # Errors
     /// When the epoll instance cannot be created.
     pub fn new(cfg: NatConfig) -> io::Result<Self> {
+        Self::with_clock(cfg, Instant::now)
+    }
+
+    /// Builds the engine reading time from `clock` (tests and fuzzing use a fake one).
+    ///
+    /// # Errors
+    /// When the epoll instance cannot be created.
+    pub fn with_clock(cfg: NatConfig, clock: fn() -> Instant) -> io::Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let start = std::time::Instant::now();
-        let mut framer = Framer {
+        let framer = Framer {
             gateway_mac: cfg.gateway_mac,
             neighbors: Neighbors::default(),
             buf: vec![0; crate::vnet::LEN + crate::device::ETH_LEN + 65_536],
         };
-        let mut sink = |_: &[u8]| {};
-        let mut dev = OneShot {
-            rx: None,
-            framer: &mut framer,
-            sink: &mut sink,
-            mtu: cfg.mtu as usize,
-        };
-        let mut iface = Interface::new(
-            Config::new(HardwareAddress::Ip),
-            &mut dev,
-            SmolInstant::ZERO,
-        );
-        iface.set_any_ip(true);
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway_ip), cfg.subnet.1));
-        });
-        let _ = iface.routes_mut().add_default_ipv4_route(cfg.gateway_ip);
+        let now = clock();
+        let mut ctx = Ctx::new(cfg, epoll, framer, now);
+        let tcp = Tcp::new(&mut ctx);
         Ok(Self {
-            epoll,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            slots: Vec::new(),
-            free: Vec::new(),
-            tcp_keys: HashMap::default(),
-            udp_keys: HashMap::default(),
-            udp_published: HashMap::default(),
-            ping_keys: HashMap::default(),
-            listeners: HashMap::default(),
-            framer,
-            counters: NatCounters::default(),
-            tcp_live: 0,
-            udp_live: 0,
-            ping_live: 0,
-            dns: dns::Dns {
-                cfg: cfg.dns.clone(),
-                ..Default::default()
-            },
-            dgram: vec![0; 65_536],
-            start,
-            last_sweep: start,
+            ctx,
+            tcp,
+            udp: Udp::default(),
+            ping: Ping::default(),
+            dns: DnsServer::default(),
+            relay: Relay::default(),
+            publishes: HashMap::default(),
             events: vec![EpollEvent::empty(); 64],
-            ping_unavailable_logged: false,
-            cfg,
+            last_sweep: now,
+            clock,
         })
     }
 
     /// The fd the data path must poll for readability; then call [`Nat::poll`].
     pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.0.as_fd()
+        self.ctx.epoll().0.as_fd()
     }
 
     /// Records that container `ip` has `mac` (frames to it are addressed there).
     pub fn set_neighbor(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
-        self.framer.neighbors.insert(ip, mac);
+        self.ctx.framer.neighbors.insert(ip, mac);
     }
 
     /// Forgets a container address.
     pub fn forget_neighbor(&mut self, ip: Ipv4Addr) {
-        self.framer.neighbors.remove(&ip);
+        self.ctx.framer.neighbors.remove(&ip);
     }
 
-    pub(crate) fn now(&self) -> SmolInstant {
-        SmolInstant::from_micros(self.start.elapsed().as_micros() as i64)
-    }
-
-    pub(crate) fn flows(&self) -> usize {
-        self.tcp_live + self.udp_live + self.ping_live
-    }
-
-    /// Whether a new flow may be created; counts the refusal when not.
-    pub(crate) fn admit(&mut self) -> bool {
-        if self.flows() >= self.cfg.max_flows {
-            self.counters.refused_limit += 1;
-            return false;
-        }
-        true
-    }
-
-    pub(crate) fn insert_slot(&mut self, slot: Slot) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    pub(crate) fn take_slot(&mut self, i: usize) -> Option<Slot> {
-        let s = self.slots.get_mut(i)?.take();
-        if s.is_some() {
-            self.free.push(i);
-        }
-        s
-    }
-
-    pub(crate) fn register(
-        &self,
-        fd: BorrowedFd<'_>,
-        token: usize,
-        flags: EpollFlags,
-    ) -> io::Result<()> {
-        self.epoll
-            .add(fd, EpollEvent::new(flags, token as u64))
-            .map_err(io::Error::from)
-    }
-
-    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>) {
-        let _ = self.epoll.delete(fd);
-    }
-
-    /// Handles one IPv4 frame (no virtio header) sent to the gateway MAC that the gateway's
-    /// own services did not answer; replies and translated traffic go to `sink`.
+    /// Handles one Ethernet frame (no virtio header) sent to the gateway MAC that the
+    /// gateway's own services did not answer; replies and translated traffic go to `sink`.
     pub fn on_frame(&mut self, frame: &[u8], sink: &mut Sink<'_>) {
+        self.ctx.now = (self.clock)();
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
-        if eth.ethertype() != EthernetProtocol::Ipv4 || eth.dst_addr().0 != self.cfg.gateway_mac {
+        if eth.ethertype() != EthernetProtocol::Ipv4 || eth.dst_addr().0 != self.ctx.cfg.gateway_mac
+        {
             return;
         }
         let payload = eth.payload();
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             return;
         };
-        let src = ip.src_addr();
-        let dst = ip.dst_addr();
-        if !self.cfg.in_subnet(src) || self.cfg.in_subnet(dst) && dst != self.cfg.gateway_ip {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let cfg = &self.ctx.cfg;
+        if !cfg.in_subnet(src)
+            || src == cfg.gateway_ip
+            || cfg.in_subnet(dst) && dst != cfg.gateway_ip
+        {
             return;
         }
         if ip.more_frags() || ip.frag_offset() != 0 {
             return;
         }
-        if self.cfg.internal && dst != self.cfg.gateway_ip {
-            self.counters.internal_drops += 1;
-            crate::emit::unreachable(
-                self,
-                payload,
-                smoltcp::wire::Icmpv4DstUnreachable::CommProhibited,
-                sink,
-            );
+        let len = usize::from(ip.total_len()).min(payload.len());
+        let Some(packet) = payload.get(..len) else {
+            return;
+        };
+        if self.ctx.cfg.internal && dst != self.ctx.cfg.gateway_ip {
+            self.ctx.counters.internal_drops += 1;
+            self.ctx
+                .unreachable(packet, Icmpv4DstUnreachable::CommProhibited, sink);
             return;
         }
-        let len = (ip.total_len() as usize).min(payload.len());
-        let packet = &payload[..len];
         match ip.next_header() {
-            IpProtocol::Tcp => tcp::on_packet(self, packet, sink),
-            IpProtocol::Udp => udp::on_packet(self, packet, sink),
-            IpProtocol::Icmp => ping::on_packet(self, packet, sink),
+            IpProtocol::Tcp => self.tcp.on_packet(&mut self.ctx, packet, sink),
+            IpProtocol::Udp => self.on_udp(packet, sink),
+            IpProtocol::Icmp => self.ping.on_packet(&mut self.ctx, packet, sink),
             _ => {}
+        }
+        self.route(sink);
+    }
+
+    /// UDP: the gateway's DNS port is served here, the rest is translated.
+    fn on_udp(&mut self, packet: &[u8], sink: &mut Sink<'_>) {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return;
+        };
+        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+            return;
+        };
+        if ip.dst_addr() != self.ctx.cfg.gateway_ip || udp.dst_port() != 53 {
+            return self.udp.on_packet(&mut self.ctx, packet, sink);
+        }
+        let from = SocketAddrV4::new(ip.src_addr(), udp.src_port());
+        let query = udp.payload();
+        match self
+            .dns
+            .lookup(&self.ctx, IpAddr::V4(*from.ip()), query, None)
+        {
+            Outcome::Reply(b) => DnsServer::reply_udp(&mut self.ctx, from, b, usize::MAX, sink),
+            Outcome::Drop => {}
+            Outcome::Forward => {
+                let limit = DnsServer::udp_limit(&self.ctx, query);
+                self.relay
+                    .forward(&mut self.ctx, Client::Udp(from), query.to_vec(), limit);
+            }
         }
     }
 
-    /// Feeds one IP packet (or none) to smoltcp and lets it transmit.
-    pub(crate) fn poll_iface(&mut self, rx: Option<&[u8]>, sink: &mut Sink<'_>) {
-        let now = self.now();
-        let mut dev = OneShot {
-            rx,
-            framer: &mut self.framer,
-            sink,
-            mtu: self.cfg.mtu as usize,
-        };
-        self.iface.poll(now, &mut dev, &mut self.sockets);
+    /// Hands what one owner produced for another to its destination: DNS-over-TCP messages
+    /// to the DNS server (and on to the relay), relayed answers to their clients.
+    fn route(&mut self, sink: &mut Sink<'_>) {
+        loop {
+            let messages = self.tcp.take_messages();
+            let answers = self.relay.take_answers();
+            if messages.is_empty() && answers.is_empty() {
+                return;
+            }
+            for m in messages {
+                match self
+                    .dns
+                    .lookup(&self.ctx, m.querier, &m.bytes, Some(65_535))
+                {
+                    Outcome::Reply(b) => {
+                        self.tcp.send_local(&mut self.ctx, m.flow, &b, false, sink)
+                    }
+                    Outcome::Drop => {}
+                    Outcome::Forward => {
+                        self.tcp.expect_relayed(m.flow);
+                        let client = Client::Tcp {
+                            flow: m.flow,
+                            querier: m.querier,
+                        };
+                        self.relay.forward(&mut self.ctx, client, m.bytes, 65_535);
+                    }
+                }
+            }
+            for a in answers {
+                match a.client {
+                    Client::Udp(to) => {
+                        DnsServer::reply_udp(&mut self.ctx, to, a.bytes, a.limit, sink);
+                    }
+                    Client::Tcp { flow, .. } => {
+                        self.tcp
+                            .send_local(&mut self.ctx, flow, &a.bytes, true, sink);
+                    }
+                }
+            }
+        }
     }
 
     /// Serves host sockets that are ready, moves data between the two sides of every TCP
-    /// flow, and expires idle flows. Call when [`Nat::as_fd`] is readable and after
+    /// flow, and runs the aging rules. Call when [`Nat::as_fd`] is readable and after
     /// [`Nat::poll_delay`] has passed.
     pub fn poll(&mut self, sink: &mut Sink<'_>) {
+        self.ctx.now = (self.clock)();
         let mut events = std::mem::take(&mut self.events);
         // Bounded: at most 64 events per call; the epoll fd stays readable if more wait.
-        let n = self.epoll.wait(&mut events, 0u8).unwrap_or(0);
-        for ev in &events[..n] {
-            let token = ev.data() as usize;
-            let flags = ev.events();
-            match self.slots.get(token).and_then(Option::as_ref) {
-                Some(Slot::Tcp(_)) => tcp::on_host_event(self, token, flags, sink),
-                Some(Slot::TcpListener(_)) => tcp::on_accept(self, token, sink),
-                Some(Slot::Udp(_)) => udp::on_host_readable(self, token, sink),
-                Some(Slot::UdpListener(_)) => udp::on_listener_readable(self, token, sink),
-                Some(Slot::Ping(_)) => ping::on_host_readable(self, token, sink),
-                Some(Slot::Dns(_)) => dns_relay::on_upstream(self, token, sink),
-                Some(Slot::DnsTcp(_)) | None => {}
+        let n = self.ctx.epoll().wait(&mut events, 0u8).unwrap_or(0);
+        for ev in events.iter().take(n) {
+            let Some((owner, h)) = untoken(ev.data()) else {
+                continue;
+            };
+            let ctx = &mut self.ctx;
+            match owner {
+                Owner::Tcp => self.tcp.on_host_event(ctx, h, ev.events(), sink),
+                Owner::TcpListener => self.tcp.on_accept(ctx, h, sink),
+                Owner::Udp => self.udp.on_host_readable(ctx, h, sink),
+                Owner::UdpListener => self.udp.on_listener_readable(ctx, h, sink),
+                Owner::Ping => self.ping.on_host_readable(ctx, h, sink),
+                Owner::Relay => self.relay.on_upstream(ctx, h),
             }
         }
         self.events = events;
-        tcp::check_dials(self, sink);
-        dns_relay::expire(self, std::time::Instant::now(), sink);
-        self.poll_iface(None, sink);
-        tcp::pump_all(self, sink);
-        let now = std::time::Instant::now();
-        if now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
-            self.last_sweep = now;
-            udp::expire(self, now);
-            ping::expire(self, now);
+        self.relay.expire(&mut self.ctx);
+        self.tcp.poll(&mut self.ctx, sink);
+        if self.ctx.now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = self.ctx.now;
+            self.tcp.sweep(&mut self.ctx, sink);
+            self.udp.expire(&mut self.ctx);
+            self.ping.expire(&mut self.ctx);
         }
+        self.route(sink);
     }
 
     /// How soon [`Nat::poll`] must run again even without host events (smoltcp timers,
-    /// pending dials, expiry sweeps).
+    /// pending dials and relays, aging).
     pub fn poll_delay(&mut self) -> Duration {
-        let now = self.now();
-        let smol = self
-            .iface
-            .poll_delay(now, &self.sockets)
-            .map(|d| Duration::from_micros(d.total_micros()))
-            .unwrap_or(Duration::from_secs(1));
-        let dns = dns_relay::next_deadline(self)
-            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
-            .unwrap_or(Duration::from_secs(1));
-        smol.min(dns).min(Duration::from_secs(1))
+        let now = (self.clock)();
+        let smol = self.tcp.poll_delay(&self.ctx).unwrap_or(SWEEP_EVERY);
+        let relay = self
+            .relay
+            .next_deadline()
+            .map_or(SWEEP_EVERY, |d| d.saturating_duration_since(now));
+        smol.min(relay).min(SWEEP_EVERY)
     }
 
     /// Replaces what each querier may resolve (pushed by the daemon on every change).
     pub fn set_dns_view(&mut self, view: dns::DnsView) {
-        self.dns.view = view;
+        self.dns.set_view(view);
     }
 
     /// Starts serving a published port on an already bound host socket (a listening TCP
@@ -447,45 +446,30 @@ impl Nat {
     /// # Errors
     /// [`NatError::AlreadyPublished`], [`NatError::Internal`], or registration failure.
     pub fn add_publish(&mut self, p: Publish, socket: OwnedFd) -> Result<(), NatError> {
-        if self.cfg.internal {
+        if self.ctx.cfg.internal {
             return Err(NatError::Internal);
         }
         let key = (p.host, p.protocol);
-        if self.listeners.contains_key(&key) {
+        if self.publishes.contains_key(&key) {
             return Err(NatError::AlreadyPublished(format!("{}", p.host)));
         }
-        let slot = match p.protocol {
-            Protocol::Tcp => Slot::TcpListener(tcp::Listener::new(p, socket)),
-            Protocol::Udp => Slot::UdpListener(udp::Listener::new(p, socket)),
+        let h = match p.protocol {
+            Protocol::Tcp => self.tcp.add_listener(&self.ctx, p, socket)?,
+            Protocol::Udp => self.udp.add_listener(&self.ctx, p, socket)?,
         };
-        let token = self.insert_slot(slot);
-        let fd = match &self.slots[token] {
-            Some(Slot::TcpListener(l)) => l.as_fd(),
-            Some(Slot::UdpListener(l)) => l.as_fd(),
-            _ => unreachable!("just inserted"),
-        };
-        if let Err(e) = self.register(fd, token, EpollFlags::EPOLLIN) {
-            self.take_slot(token);
-            return Err(e.into());
-        }
-        self.listeners.insert(key, token);
+        self.publishes.insert(key, h);
         Ok(())
     }
 
     /// Stops serving a published port (existing connections go on). Returns whether it was
     /// published.
     pub fn remove_publish(&mut self, host: SocketAddrV4, protocol: Protocol) -> bool {
-        let Some(token) = self.listeners.remove(&(host, protocol)) else {
+        let Some(h) = self.publishes.remove(&(host, protocol)) else {
             return false;
         };
-        match self.take_slot(token) {
-            Some(Slot::TcpListener(l)) => self.deregister(l.as_fd()),
-            Some(Slot::UdpListener(l)) => {
-                self.deregister(l.as_fd());
-                self.udp_published.retain(|_, f| f.listener != token);
-                self.udp_live = self.udp_keys.len() + self.udp_published.len();
-            }
-            _ => {}
+        match protocol {
+            Protocol::Tcp => self.tcp.remove_listener(&self.ctx, h),
+            Protocol::Udp => self.udp.remove_listener(&mut self.ctx, h),
         }
         true
     }
@@ -493,12 +477,14 @@ impl Nat {
     /// Removes every published port leading to `ip` (the container left).
     pub fn remove_publishes_to(&mut self, ip: Ipv4Addr) {
         let doomed: Vec<(SocketAddrV4, Protocol)> = self
-            .listeners
+            .publishes
             .iter()
-            .filter(|(_, t)| match self.slots[**t].as_ref() {
-                Some(Slot::TcpListener(l)) => l.publish.container_ip == ip,
-                Some(Slot::UdpListener(l)) => l.publish.container_ip == ip,
-                _ => false,
+            .filter(|((_, proto), h)| {
+                let publish = match proto {
+                    Protocol::Tcp => self.tcp.listener(**h).map(|l| l.publish),
+                    Protocol::Udp => self.udp.listener(**h).map(|l| l.publish),
+                };
+                publish.is_some_and(|p| p.container_ip == ip)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -510,21 +496,11 @@ impl Nat {
     /// Live flows and counters.
     pub fn stats(&self) -> NatStats {
         NatStats {
-            tcp_flows: self.tcp_live,
-            udp_flows: self.udp_live,
-            icmp_flows: self.ping_live,
-            max_flows: self.cfg.max_flows,
-            counters: self.counters.clone(),
-        }
-    }
-
-    pub(crate) fn log_ping_unavailable(&mut self, e: &io::Error) {
-        if !self.ping_unavailable_logged {
-            self.ping_unavailable_logged = true;
-            tracing::warn!(
-                "ping to outside addresses unavailable: cannot open an unprivileged ICMP socket ({e}); \
-                 allow it with sysctl net.ipv4.ping_group_range=\"0 2147483647\""
-            );
+            tcp_flows: self.tcp.live(),
+            udp_flows: self.udp.live(),
+            icmp_flows: self.ping.live(),
+            max_flows: self.ctx.cfg.max_flows,
+            counters: self.ctx.counters.clone(),
         }
     }
 }

@@ -1,13 +1,25 @@
 //! The gateway endpoint: dispatches frames to the protocol handlers and counts outcomes.
+//!
+//! Rate limit: each container (by source MAC, which the switch's anti-spoofing pins to its
+//! port) gets at most [`RATE`] ARP and ping answers per second, with bursts up to [`BURST`];
+//! requests beyond are dropped and counted, so a flooding container costs the gateway little
+//! and cannot crowd out its neighbours.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
 use crate::{arp, icmp};
 
-/// What the gateway did with the frames it was given.
+/// What the gateway did with the frames it was given (in the API as they are here).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "PascalCase", default)
+)]
 pub struct GatewayCounters {
     /// ARP requests for the gateway address that were answered.
     pub arp_replies: u64,
@@ -15,6 +27,38 @@ pub struct GatewayCounters {
     pub echo_replies: u64,
     /// Frames that produced no reply (not for us, unsupported, malformed or no room).
     pub ignored: u64,
+    /// ARP and ping requests dropped by the per-container rate limit.
+    pub rate_limited: u64,
+}
+
+/// Answers per second and container.
+pub const RATE: u32 = 100;
+/// Answers a container may get at once after being quiet.
+pub const BURST: u32 = 200;
+/// Containers tracked at most (the table is cleared when full).
+const TRACKED: usize = 4096;
+
+/// A token bucket.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let new = (elapsed.as_millis() * u128::from(RATE) / 1000) as u64;
+        if new > 0 {
+            self.tokens = (u64::from(self.tokens) + new).min(u64::from(BURST)) as u32;
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// The virtual gateway endpoint of one network.
@@ -23,6 +67,7 @@ pub struct Gateway {
     ip: Ipv4Addr,
     mac: EthernetAddress,
     counters: GatewayCounters,
+    buckets: HashMap<[u8; 6], Bucket, foldhash::fast::RandomState>,
 }
 
 impl Gateway {
@@ -32,6 +77,7 @@ impl Gateway {
             ip,
             mac: EthernetAddress(mac),
             counters: GatewayCounters::default(),
+            buckets: HashMap::default(),
         }
     }
 
@@ -48,19 +94,48 @@ impl Gateway {
     /// Handles one Ethernet frame (no virtio header) that the switch delivered to the gateway (unicast to its MAC, or broadcast/multicast).
     /// If the gateway answers, writes the complete reply Ethernet frame into `out` and returns Some(len). Never allocates, never panics on malformed input.
     pub fn on_frame(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        self.on_frame_at(frame, out, Instant::now())
+    }
+
+    /// [`Gateway::on_frame`] at a given time (for tests).
+    pub fn on_frame_at(&mut self, frame: &[u8], out: &mut [u8], now: Instant) -> Option<usize> {
         let reply = EthernetFrame::new_checked(frame)
             .ok()
             .and_then(|eth| match eth.ethertype() {
-                EthernetProtocol::Arp => arp::answer(self.ip, self.mac, &eth, out)
-                    .inspect(|_| self.counters.arp_replies += 1),
-                EthernetProtocol::Ipv4 => icmp::answer(self.ip, self.mac, &eth, out)
-                    .inspect(|_| self.counters.echo_replies += 1),
+                EthernetProtocol::Arp => arp::answer(self.ip, self.mac, &eth, out),
+                EthernetProtocol::Ipv4 => icmp::answer(self.ip, self.mac, &eth, out),
                 _ => None,
             });
-        if reply.is_none() {
+        let Some(len) = reply else {
             self.counters.ignored += 1;
+            return None;
+        };
+        if !self.admit(frame, now) {
+            self.counters.rate_limited += 1;
+            return None;
         }
-        reply
+        match EthernetFrame::new_checked(&out[..]).map(|e| e.ethertype()) {
+            Ok(EthernetProtocol::Arp) => self.counters.arp_replies += 1,
+            _ => self.counters.echo_replies += 1,
+        }
+        Some(len)
+    }
+
+    /// Takes a token from the sender's bucket.
+    fn admit(&mut self, frame: &[u8], now: Instant) -> bool {
+        let Some(src) = frame.get(6..12).and_then(|s| <[u8; 6]>::try_from(s).ok()) else {
+            return false;
+        };
+        if self.buckets.len() >= TRACKED && !self.buckets.contains_key(&src) {
+            self.buckets.clear();
+        }
+        self.buckets
+            .entry(src)
+            .or_insert(Bucket {
+                tokens: BURST,
+                refilled: now,
+            })
+            .take(now)
     }
 
     /// What the gateway has done so far.
@@ -118,6 +193,29 @@ mod tests {
     fn run(gw: &mut Gateway, frame: &[u8]) -> Option<Vec<u8>> {
         let mut out = [0u8; 2048];
         gw.on_frame(frame, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    #[test]
+    fn a_flooding_container_is_rate_limited_and_refills() {
+        let mut gw = gateway();
+        let t0 = Instant::now();
+        let frame = ping_frame(GW_MAC, GW_IP, b"flood");
+        let mut out = [0u8; 2048];
+        let answered = (0..BURST + 50)
+            .filter(|_| gw.on_frame_at(&frame, &mut out, t0).is_some())
+            .count();
+        assert_eq!(answered, BURST as usize, "a burst, then nothing");
+        assert_eq!(gw.counters().rate_limited, 50);
+        assert_eq!(gw.counters().echo_replies, u64::from(BURST));
+        let later = t0 + std::time::Duration::from_millis(100);
+        let refilled = (0..50)
+            .filter(|_| gw.on_frame_at(&frame, &mut out, later).is_some())
+            .count();
+        assert_eq!(refilled, (RATE / 10) as usize, "RATE per second come back");
+        // Another container is not affected.
+        let mut other = frame.clone();
+        other[6..12].copy_from_slice(&[0x02, 0x42, 0xac, 0x12, 0x00, 0x09]);
+        assert!(gw.on_frame_at(&other, &mut out, later).is_some());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! identifier, sequence number and payload, swaps source and destination (MAC and IP),
 //! and uses TTL 64. IPv4 options in the request are accepted and not echoed.
 //!
-//! Limits: the reply must fit in the caller's buffer, otherwise nothing is sent. No rate
-//! limiting: the switch already bounds what reaches the gateway.
+//! Limits: the reply must fit in the caller's buffer, otherwise nothing is sent. Answers are
+//! rate limited per container by the gateway (`gateway.rs`).
 //!
 //! Not handled: fragmented requests (no reassembly), any other ICMP type (no
 //! unreachable/time-exceeded generation yet), packets for other addresses (routing/NAT

@@ -8,17 +8,19 @@
 //! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
 //! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
 //! into containers with the real client address. `dns.rs` answers container names on the
-//! gateway address (over TCP: `dns_tcp.rs`) and `dns_relay.rs` relays other queries upstream. `device.rs` adapts smoltcp to TAP frames
-//! with virtio-net offloads; `emit.rs` builds the packets the gateway writes itself.
+//! gateway address (over TCP through `tcp/local.rs`) and `dns_relay.rs` relays other queries
+//! upstream. `ctx.rs` is what every protocol owner shares (quotas, destination policy, the
+//! packets the gateway writes itself); `flow.rs` the generation-checked flow table.
+//! `device.rs` adapts smoltcp to TAP frames with virtio-net offloads.
 #![forbid(unsafe_code)]
 
 mod arp;
+mod ctx;
 mod device;
 mod dns;
 mod dns_relay;
-mod dns_tcp;
-mod emit;
 mod engine;
+mod flow;
 mod gateway;
 mod icmp;
 mod ping;
@@ -27,6 +29,6 @@ mod udp;
 pub mod vnet;
 
 pub use device::Sink;
-pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone};
+pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
 pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats, Protocol, Publish};
 pub use gateway::{Gateway, GatewayCounters};

@@ -4,46 +4,45 @@
 //! Model, outbound: a datagram from container C:p to D:q is sent from a host socket connected
 //! to D:q, created for the 4-tuple on first use; whatever that socket receives comes back to
 //! C:p from D:q. To the gateway address it goes to the host's 127.0.0.1 when the network has
-//! host_loopback, else the container gets ICMP port unreachable.
+//! host_loopback, else the container gets ICMP port unreachable; destinations the context's
+//! policy forbids get ICMP administratively prohibited.
 //!
 //! Model, published: a datagram from client K to the published host port goes to the
 //! container from K (the gateway address for loopback clients); the container's replies to K
 //! leave through the listener socket, so K sees them come from the port it used.
 //!
-//! Limits: each flow (either kind) counts against `max_flows` and is forgotten after
-//! `udp_timeout` without traffic in either direction. Datagrams that do not fit the
-//! network's MTU are dropped (no fragmentation); at most 64 datagrams are read per socket
-//! wakeup.
+//! Limits: each flow (either kind) counts against the network's and its endpoint's quota
+//! and is forgotten after `udp_timeout` without traffic in either direction. Datagrams that
+//! do not fit the network's MTU are dropped (no fragmentation); at most 64 datagrams are read
+//! per socket wakeup.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use nix::sys::epoll::EpollFlags;
 use smoltcp::wire::{Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
 
+use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
-use crate::emit::{send_ipv4, unreachable};
-use crate::engine::{Nat, Publish, Slot};
-
-/// Container-side 4-tuple of an outbound flow.
-pub(crate) type Key = (Ipv4Addr, u16, Ipv4Addr, u16);
-/// (container address, container port, client as the container sees it).
-pub(crate) type PublishedKey = (Ipv4Addr, u16, SocketAddrV4);
+use crate::engine::Publish;
+use crate::flow::{FlowKey, Handle, Owner, Table};
 
 /// Datagrams read from one socket per wakeup.
 const READ_BATCH: usize = 64;
 
 /// An outbound UDP flow.
-pub(crate) struct UdpFlow {
+struct UdpFlow {
     sock: UdpSocket,
-    key: Key,
+    key: FlowKey,
     last: Instant,
 }
 
 /// A client of a published UDP port.
-pub(crate) struct PublishedFlow {
-    pub listener: usize,
+struct PublishedFlow {
+    listener: Handle,
+    /// The client's real address (where replies go).
     client: SocketAddrV4,
     last: Instant,
 }
@@ -54,211 +53,257 @@ pub(crate) struct Listener {
     sock: UdpSocket,
 }
 
-impl Listener {
-    pub(crate) fn new(publish: Publish, fd: OwnedFd) -> Self {
-        Self {
-            publish,
-            sock: UdpSocket::from(fd),
-        }
-    }
-    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
+/// UDP flows of one network.
+#[derive(Default)]
+pub(crate) struct Udp {
+    flows: Table<UdpFlow>,
+    keys: HashMap<FlowKey, Handle, foldhash::fast::RandomState>,
+    listeners: Table<Listener>,
+    /// Published-port clients by (container side, client as the container sees it).
+    published: HashMap<FlowKey, PublishedFlow, foldhash::fast::RandomState>,
 }
 
-fn recount(nat: &mut Nat) {
-    nat.udp_live = nat.udp_keys.len() + nat.udp_published.len();
-}
+impl Udp {
+    /// Live flows (outbound and published clients).
+    pub(crate) fn live(&self) -> usize {
+        self.flows.len() + self.published.len()
+    }
 
-/// A UDP datagram from a container (a complete IPv4 packet).
-pub(crate) fn on_packet(nat: &mut Nat, packet: &[u8], sink: &mut Sink<'_>) {
-    let ip = Ipv4Packet::new_unchecked(packet);
-    let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
-        return;
-    };
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let (sport, dport) = (udp.src_port(), udp.dst_port());
-    let payload = udp.payload();
-    if dst == nat.cfg.gateway_ip && dport == 53 {
-        crate::dns::on_udp(nat, SocketAddrV4::new(src, sport), payload, sink);
-        return;
-    }
-    let now = Instant::now();
-    // A reply to a published port's client?
-    if let Some(f) = nat
-        .udp_published
-        .get_mut(&(src, sport, SocketAddrV4::new(dst, dport)))
-    {
-        f.last = now;
-        let (listener, client) = (f.listener, f.client);
-        if let Some(Slot::UdpListener(l)) = nat.slots[listener].as_ref() {
-            let _ = l.sock.send_to(payload, client);
+    /// A UDP datagram from a container (a complete IPv4 packet) not meant for the gateway's
+    /// own services.
+    pub(crate) fn on_packet(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return;
+        };
+        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+            return;
+        };
+        let payload = udp.payload();
+        let key = FlowKey::new(
+            SocketAddr::new(ip.src_addr().into(), udp.src_port()),
+            SocketAddr::new(ip.dst_addr().into(), udp.dst_port()),
+        );
+        let now = ctx.now;
+        // A reply to a published port's client?
+        if let Some(f) = self.published.get_mut(&key) {
+            f.last = now;
+            if let Some(l) = self.listeners.get(f.listener) {
+                let _ = l.sock.send_to(payload, f.client);
+            }
+            return;
         }
-        return;
-    }
-    let key = (src, sport, dst, dport);
-    if let Some(&token) = nat.udp_keys.get(&key) {
-        if let Some(Slot::Udp(f)) = nat.slots[token].as_mut() {
+        if let Some(f) = self.keys.get(&key).and_then(|h| self.flows.get_mut(*h)) {
             f.last = now;
             let _ = f.sock.send(payload);
-        }
-        return;
-    }
-    let target = if dst == nat.cfg.gateway_ip {
-        if !nat.cfg.host_loopback {
-            unreachable(nat, packet, Icmpv4DstUnreachable::PortUnreachable, sink);
             return;
         }
-        Ipv4Addr::LOCALHOST
-    } else {
-        dst
-    };
-    if !nat.admit() {
-        unreachable(nat, packet, Icmpv4DstUnreachable::CommProhibited, sink);
-        return;
-    }
-    let sock = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .and_then(|s| s.connect((target, dport)).map(|()| s))
-        .and_then(|s| s.set_nonblocking(true).map(|()| s))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("udp: cannot open a flow to {target}:{dport}: {e}");
-            unreachable(nat, packet, Icmpv4DstUnreachable::HostUnreachable, sink);
+        let target = match ctx.target(ip.dst_addr()) {
+            Target::Host(t) => t,
+            Target::ClosedGateway => {
+                ctx.unreachable(packet, Icmpv4DstUnreachable::PortUnreachable, sink);
+                return;
+            }
+            Target::Forbidden => {
+                ctx.unreachable(packet, Icmpv4DstUnreachable::HostProhibited, sink);
+                return;
+            }
+        };
+        if ctx.admit(key.endpoint()).is_err() {
+            ctx.unreachable(packet, Icmpv4DstUnreachable::CommProhibited, sink);
             return;
         }
-    };
-    let _ = sock.send(payload);
-    let token = nat.insert_slot(Slot::Udp(UdpFlow {
-        sock,
-        key,
-        last: now,
-    }));
-    let Some(Slot::Udp(f)) = nat.slots[token].as_ref() else {
-        unreachable!("just inserted")
-    };
-    if nat
-        .register(f.sock.as_fd(), token, EpollFlags::EPOLLIN)
-        .is_err()
-    {
-        nat.take_slot(token);
-        return;
+        let dport = udp.dst_port();
+        let sock = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            .and_then(|s| s.connect((target, dport)).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.release(key.endpoint());
+                tracing::debug!("udp: cannot open a flow to {target}:{dport}: {e}");
+                ctx.unreachable(packet, Icmpv4DstUnreachable::HostUnreachable, sink);
+                return;
+            }
+        };
+        let _ = sock.send(payload);
+        let h = self.flows.insert(UdpFlow {
+            sock,
+            key,
+            last: now,
+        });
+        let registered = self
+            .flows
+            .get(h)
+            .map(|f| ctx.register(f.sock.as_fd(), Owner::Udp, h, EpollFlags::EPOLLIN));
+        if !matches!(registered, Some(Ok(()))) {
+            self.flows.remove(h);
+            ctx.release(key.endpoint());
+            return;
+        }
+        self.keys.insert(key, h);
+        ctx.counters.udp_flows += 1;
     }
-    nat.udp_keys.insert(key, token);
-    nat.counters.udp_flows += 1;
-    recount(nat);
+
+    /// Replies arriving on an outbound flow's host socket.
+    pub(crate) fn on_host_readable(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
+        for _ in 0..READ_BATCH {
+            let Some(f) = self.flows.get_mut(h) else {
+                return;
+            };
+            let n = match f.sock.recv(&mut ctx.dgram) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => continue, // e.g. ECONNREFUSED from an earlier ICMP error
+            };
+            f.last = ctx.now;
+            let (SocketAddr::V4(c), SocketAddr::V4(d)) = (f.key.container, f.key.peer) else {
+                return;
+            };
+            deliver(ctx, d, c, n, sink);
+        }
+    }
+
+    /// Serves a published port on a bound socket.
+    pub(crate) fn add_listener(
+        &mut self,
+        ctx: &Ctx,
+        publish: Publish,
+        fd: OwnedFd,
+    ) -> std::io::Result<Handle> {
+        let h = self.listeners.insert(Listener {
+            publish,
+            sock: UdpSocket::from(fd),
+        });
+        let registered = match self.listeners.get(h) {
+            Some(l) => ctx.register(l.sock.as_fd(), Owner::UdpListener, h, EpollFlags::EPOLLIN),
+            None => Err(std::io::Error::other("listener vanished")),
+        };
+        if let Err(e) = registered {
+            self.listeners.remove(h);
+            return Err(e);
+        }
+        Ok(h)
+    }
+
+    /// Stops a published port and forgets its clients.
+    pub(crate) fn remove_listener(&mut self, ctx: &mut Ctx, h: Handle) {
+        if let Some(l) = self.listeners.remove(h) {
+            ctx.deregister(l.sock.as_fd());
+        }
+        let gone: Vec<FlowKey> = self
+            .published
+            .iter()
+            .filter(|(_, f)| f.listener == h)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.published.remove(&k);
+            ctx.release(k.endpoint());
+        }
+    }
+
+    pub(crate) fn listener(&self, h: Handle) -> Option<&Listener> {
+        self.listeners.get(h)
+    }
+
+    /// Datagrams from clients of a published port.
+    pub(crate) fn on_listener_readable(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
+        for _ in 0..READ_BATCH {
+            let Some(l) = self.listeners.get(h) else {
+                return;
+            };
+            let publish = l.publish;
+            let (n, client) = match l.sock.recv_from(&mut ctx.dgram) {
+                Ok((n, SocketAddr::V4(c))) => (n, c),
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            let src_ip = if client.ip().is_loopback() {
+                ctx.cfg.gateway_ip
+            } else {
+                *client.ip()
+            };
+            let seen = SocketAddrV4::new(src_ip, client.port());
+            let to = SocketAddrV4::new(publish.container_ip, publish.container_port);
+            let key = FlowKey::new(to.into(), seen.into());
+            match self.published.get_mut(&key) {
+                Some(f) => {
+                    f.last = ctx.now;
+                    f.client = client;
+                }
+                None => {
+                    if ctx.admit(key.endpoint()).is_err() {
+                        continue;
+                    }
+                    self.published.insert(
+                        key,
+                        PublishedFlow {
+                            listener: h,
+                            client,
+                            last: ctx.now,
+                        },
+                    );
+                    ctx.counters.udp_flows += 1;
+                }
+            }
+            deliver(ctx, seen, to, n, sink);
+        }
+    }
+
+    /// Forgets flows idle for longer than `udp_timeout`.
+    pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
+        let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
+        let idle: Vec<Handle> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last) >= timeout)
+            .map(|(h, _)| h)
+            .collect();
+        for h in idle {
+            if let Some(f) = self.flows.remove(h) {
+                ctx.deregister(f.sock.as_fd());
+                self.keys.remove(&f.key);
+                ctx.release(f.key.endpoint());
+                ctx.counters.expired += 1;
+            }
+        }
+        let stale: Vec<FlowKey> = self
+            .published
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last) >= timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            self.published.remove(&k);
+            ctx.release(k.endpoint());
+            ctx.counters.expired += 1;
+        }
+    }
 }
 
-/// Sends `payload` to a container as a UDP datagram from `from`.
-fn deliver(nat: &mut Nat, from: SocketAddrV4, to: SocketAddrV4, len: usize, sink: &mut Sink<'_>) {
-    let udp_len = 8 + len;
+/// Sends the first `len` bytes of the context's datagram buffer to a container as UDP
+/// from `from`.
+fn deliver(ctx: &mut Ctx, from: SocketAddrV4, to: SocketAddrV4, len: usize, sink: &mut Sink<'_>) {
+    let Ok(udp_len) = u16::try_from(8 + len) else {
+        return;
+    };
     let ip = Ipv4Repr {
         src_addr: *from.ip(),
         dst_addr: *to.ip(),
         next_header: IpProtocol::Udp,
-        payload_len: udp_len,
+        payload_len: usize::from(udp_len),
         hop_limit: 64,
     };
-    let dgram = std::mem::take(&mut nat.dgram);
-    send_ipv4(nat, ip, sink, |buf| {
+    let dgram = std::mem::take(&mut ctx.dgram);
+    ctx.send_ipv4(ip, sink, |buf| {
         let mut pkt = UdpPacket::new_unchecked(buf);
         pkt.set_src_port(from.port());
         pkt.set_dst_port(to.port());
-        pkt.set_len(udp_len as u16);
-        pkt.payload_mut()[..len].copy_from_slice(&dgram[..len]);
+        pkt.set_len(udp_len);
+        if let (Some(dst), Some(src)) = (pkt.payload_mut().get_mut(..len), dgram.get(..len)) {
+            dst.copy_from_slice(src);
+        }
         pkt.fill_checksum(&(*from.ip()).into(), &(*to.ip()).into());
     });
-    nat.dgram = dgram;
-}
-
-/// Replies arriving on an outbound flow's host socket.
-pub(crate) fn on_host_readable(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
-    for _ in 0..READ_BATCH {
-        let Some(Slot::Udp(f)) = nat.slots[token].as_mut() else {
-            return;
-        };
-        let (c, cport, d, dport) = f.key;
-        let n = match f.sock.recv(&mut nat.dgram) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(_) => continue, // e.g. ECONNREFUSED from an earlier ICMP error
-        };
-        f.last = Instant::now();
-        deliver(
-            nat,
-            SocketAddrV4::new(d, dport),
-            SocketAddrV4::new(c, cport),
-            n,
-            sink,
-        );
-    }
-}
-
-/// Datagrams from clients of a published port.
-pub(crate) fn on_listener_readable(nat: &mut Nat, token: usize, sink: &mut Sink<'_>) {
-    for _ in 0..READ_BATCH {
-        let Some(Slot::UdpListener(l)) = nat.slots[token].as_ref() else {
-            return;
-        };
-        let publish = l.publish;
-        let (n, client) = match l.sock.recv_from(&mut nat.dgram) {
-            Ok((n, std::net::SocketAddr::V4(c))) => (n, c),
-            Ok(_) => continue,
-            Err(_) => return,
-        };
-        let src_ip = if client.ip().is_loopback() {
-            nat.cfg.gateway_ip
-        } else {
-            *client.ip()
-        };
-        let seen = SocketAddrV4::new(src_ip, client.port());
-        let key = (publish.container_ip, publish.container_port, seen);
-        let now = Instant::now();
-        match nat.udp_published.get_mut(&key) {
-            Some(f) => {
-                f.last = now;
-                f.client = client;
-            }
-            None => {
-                if !nat.admit() {
-                    continue;
-                }
-                nat.udp_published.insert(
-                    key,
-                    PublishedFlow {
-                        listener: token,
-                        client,
-                        last: now,
-                    },
-                );
-                nat.counters.udp_flows += 1;
-                recount(nat);
-            }
-        }
-        let to = SocketAddrV4::new(publish.container_ip, publish.container_port);
-        deliver(nat, seen, to, n, sink);
-    }
-}
-
-/// Forgets flows idle for longer than `udp_timeout`.
-pub(crate) fn expire(nat: &mut Nat, now: Instant) {
-    let timeout = nat.cfg.udp_timeout;
-    let idle: Vec<(Key, usize)> = nat
-        .udp_keys
-        .iter()
-        .filter(|(_, t)| matches!(nat.slots[**t].as_ref(), Some(Slot::Udp(f)) if now.duration_since(f.last) >= timeout))
-        .map(|(k, t)| (*k, *t))
-        .collect();
-    for (key, token) in idle {
-        nat.udp_keys.remove(&key);
-        if let Some(Slot::Udp(f)) = nat.take_slot(token) {
-            nat.deregister(f.sock.as_fd());
-        }
-        nat.counters.expired += 1;
-    }
-    let before = nat.udp_published.len();
-    nat.udp_published
-        .retain(|_, f| now.duration_since(f.last) < timeout);
-    nat.counters.expired += (before - nat.udp_published.len()) as u64;
-    recount(nat);
+    ctx.dgram = dgram;
 }

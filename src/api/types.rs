@@ -148,12 +148,9 @@ pub struct GatewayInspect {
     pub ipv4_address: String,
     /// Gateway MAC.
     pub mac_address: String,
-    /// ARP replies sent.
-    pub arp_replies: u64,
-    /// Echo replies sent.
-    pub echo_replies: u64,
-    /// Frames for the gateway that it did not answer.
-    pub ignored: u64,
+    /// ARP and echo replies sent, frames ignored and requests rate limited.
+    #[serde(flatten)]
+    pub replies: nat::GatewayCounters,
     /// The gateway's switch port counters.
     pub counters: PortCountersView,
 }
@@ -360,7 +357,7 @@ pub struct NatStatsView {
     /// The per-network flow limit.
     pub max_flows: usize,
     /// Cumulative counters.
-    pub counters: NatCountersView,
+    pub counters: nat::NatCounters,
 }
 
 /// Live flows by protocol.
@@ -373,28 +370,6 @@ pub struct FlowCounts {
     pub udp: usize,
     /// ICMP echo flows.
     pub icmp: usize,
-}
-
-/// Cumulative NAT counters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NatCountersView {
-    /// TCP flows established.
-    pub tcp_opened: u64,
-    /// Outbound dials refused by the far side.
-    pub tcp_refused: u64,
-    /// Outbound dials that found no route or no answer.
-    pub tcp_unreachable: u64,
-    /// UDP flows created.
-    pub udp_flows: u64,
-    /// Echo requests forwarded.
-    pub icmp_echoes: u64,
-    /// New flows refused because the table was full.
-    pub refused_limit: u64,
-    /// Idle UDP/ICMP flows removed.
-    pub expired: u64,
-    /// Packets dropped because the network is internal.
-    pub internal_drops: u64,
 }
 
 #[cfg(test)]

@@ -31,6 +31,13 @@ struct Args {
     /// Most NAT flows (TCP+UDP+ICMP) per network; new flows beyond are refused.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_flows: u64,
+    /// Most NAT flows one container may hold [default: a quarter of --max-flows]; its new
+    /// flows beyond are refused (TCP RST, ICMP administratively prohibited) and counted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_flows_per_endpoint: Option<u64>,
+    /// Seconds after which an established TCP flow with no traffic is reset.
+    #[arg(long, default_value_t = 7200, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=432_000))]
+    tcp_idle_timeout: u64,
     /// Seconds after which an idle UDP or ICMP flow is forgotten.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     udp_timeout: u64,
@@ -97,6 +104,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             mtu: args.mtu,
             helper_exe: std::env::current_exe().context("cannot find own executable")?,
             max_flows: args.max_flows as usize,
+            max_flows_per_endpoint: args
+                .max_flows_per_endpoint
+                .map_or((args.max_flows as usize / 4).max(1), |n| n as usize),
+            tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
             udp_timeout: std::time::Duration::from_secs(args.udp_timeout),
             connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
             dns: nat::DnsConfig {

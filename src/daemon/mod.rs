@@ -45,6 +45,10 @@ pub struct Config {
     pub helper_exe: PathBuf,
     /// Per-network NAT flow limit.
     pub max_flows: usize,
+    /// Per-container NAT flow limit.
+    pub max_flows_per_endpoint: usize,
+    /// Idle timeout of established TCP flows.
+    pub tcp_idle_timeout: std::time::Duration,
     /// Idle timeout of UDP/ICMP flows.
     pub udp_timeout: std::time::Duration,
     /// Outbound TCP dial timeout.
@@ -152,6 +156,8 @@ impl Daemon {
         nat_cfg.internal = net.internal;
         nat_cfg.host_loopback = net.host_loopback;
         nat_cfg.max_flows = self.config.max_flows;
+        nat_cfg.max_flows_per_endpoint = self.config.max_flows_per_endpoint;
+        nat_cfg.tcp_idle_timeout = self.config.tcp_idle_timeout;
         nat_cfg.udp_timeout = self.config.udp_timeout;
         nat_cfg.connect_timeout = self.config.connect_timeout;
         nat_cfg.dns = self.config.dns.clone();
@@ -448,9 +454,7 @@ impl Daemon {
             gateway: GatewayInspect {
                 ipv4_address: cfg.gateway.to_string(),
                 mac_address: MacAddr::from_ipv4(cfg.gateway).to_string(),
-                arp_replies: snap.gateway.arp_replies,
-                echo_replies: snap.gateway.echo_replies,
-                ignored: snap.gateway.ignored,
+                replies: snap.gateway.clone(),
                 counters: snap
                     .ports
                     .get(&switch::GATEWAY.0)

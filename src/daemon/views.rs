@@ -1,8 +1,6 @@
 //! How endpoints and counters look in `network inspect` (the JSON contract's view types).
 
-use crate::api::types::{
-    EndpointInspect, FlowCounts, NatCountersView, NatStatsView, PortCountersView,
-};
+use crate::api::types::{EndpointInspect, FlowCounts, NatStatsView, PortCountersView};
 use crate::state::EndpointState;
 
 /// The inspect entry of one endpoint.
@@ -45,7 +43,6 @@ pub(super) fn counters_view(c: &switch::PortCounters) -> PortCountersView {
 
 /// The NAT's stats as users see them.
 pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
-    let c = &s.counters;
     NatStatsView {
         flows: FlowCounts {
             tcp: s.tcp_flows,
@@ -53,15 +50,6 @@ pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
             icmp: s.icmp_flows,
         },
         max_flows: s.max_flows,
-        counters: NatCountersView {
-            tcp_opened: c.tcp_opened,
-            tcp_refused: c.tcp_refused,
-            tcp_unreachable: c.tcp_unreachable,
-            udp_flows: c.udp_flows,
-            icmp_echoes: c.icmp_echoes,
-            refused_limit: c.refused_limit,
-            expired: c.expired,
-            internal_drops: c.internal_drops,
-        },
+        counters: s.counters.clone(),
     }
 }

@@ -1,0 +1,204 @@
+//! The flow table: a slab whose handles carry a generation, and the epoll token that names a
+//! flow's host socket.
+//!
+//! Why generations: a flow's slot is reused as soon as the flow ends, while references to it
+//! may still be in flight (an epoll event already returned, a DNS answer relayed for a
+//! DNS-over-TCP connection that has since closed). Each slot counts how often it was filled;
+//! a [`Handle`] remembers the count it was issued with, so a stale handle finds nothing
+//! instead of reaching the flow that reused the slot.
+//!
+//! Tokens: the 64-bit epoll data of a host socket is `owner (8 bits) | generation (24 bits)
+//! | index (32 bits)`. Generations wrap at 2^24; a handle would have to survive 16 million
+//! reuses of its slot to alias, and no handle outlives one poll of the table's owner except
+//! relay clients, which expire within seconds.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// A reference to one entry of a [`Table`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Handle {
+    index: u32,
+    generation: u32,
+}
+
+const GEN_MASK: u32 = (1 << 24) - 1;
+
+/// Entries with stable, generation-checked handles; freed slots are reused.
+pub(crate) struct Table<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Table<T> {
+    /// Stores `value`; its handle is valid until [`Table::remove`].
+    pub(crate) fn insert(&mut self, value: T) -> Handle {
+        self.len += 1;
+        if let Some(index) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(index as usize)
+        {
+            slot.generation = (slot.generation + 1) & GEN_MASK;
+            slot.value = Some(value);
+            return Handle {
+                index,
+                generation: slot.generation,
+            };
+        }
+        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        self.slots.push(Slot {
+            generation: 0,
+            value: Some(value),
+        });
+        Handle {
+            index,
+            generation: 0,
+        }
+    }
+
+    pub(crate) fn get(&self, h: Handle) -> Option<&T> {
+        match self.slots.get(h.index as usize) {
+            Some(s) if s.generation == h.generation => s.value.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
+        match self.slots.get_mut(h.index as usize) {
+            Some(s) if s.generation == h.generation => s.value.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Takes the entry out; the handle (and every copy of it) is dead from now on.
+    pub(crate) fn remove(&mut self, h: Handle) -> Option<T> {
+        let slot = self.slots.get_mut(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        self.free.push(h.index);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.value.as_ref().map(|v| {
+                (
+                    Handle {
+                        index: i as u32,
+                        generation: s.generation,
+                    },
+                    v,
+                )
+            })
+        })
+    }
+}
+
+/// Which owner a host socket belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Owner {
+    Tcp = 1,
+    TcpListener = 2,
+    Udp = 3,
+    UdpListener = 4,
+    Ping = 5,
+    Relay = 6,
+}
+
+/// Encodes an owner and a handle as epoll data.
+pub(crate) fn token(owner: Owner, h: Handle) -> u64 {
+    (u64::from(owner as u8) << 56) | (u64::from(h.generation) << 32) | u64::from(h.index)
+}
+
+/// Decodes epoll data written by [`token`].
+pub(crate) fn untoken(data: u64) -> Option<(Owner, Handle)> {
+    let owner = match (data >> 56) as u8 {
+        1 => Owner::Tcp,
+        2 => Owner::TcpListener,
+        3 => Owner::Udp,
+        4 => Owner::UdpListener,
+        5 => Owner::Ping,
+        6 => Owner::Relay,
+        _ => return None,
+    };
+    Some((
+        owner,
+        Handle {
+            index: data as u32,
+            generation: ((data >> 32) as u32) & GEN_MASK,
+        },
+    ))
+}
+
+/// A transport flow as the container sees it: its own address and port, and the peer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FlowKey {
+    /// The container's side.
+    pub container: SocketAddr,
+    /// The far side, as the container addresses it.
+    pub peer: SocketAddr,
+}
+
+impl FlowKey {
+    pub(crate) fn new(container: SocketAddr, peer: SocketAddr) -> Self {
+        Self { container, peer }
+    }
+
+    /// The endpoint a flow is charged to.
+    pub(crate) fn endpoint(&self) -> IpAddr {
+        self.container.ip()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_handle_never_reaches_the_entry_that_reused_its_slot() {
+        let mut t = Table::default();
+        let a = t.insert("A");
+        assert_eq!(t.remove(a), Some("A"));
+        let b = t.insert("B");
+        assert_eq!(t.get(a), None, "A's handle is dead");
+        assert_eq!(t.remove(a), None);
+        assert_eq!(t.get(b), Some(&"B"));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        let mut t = Table::default();
+        for i in 0..5 {
+            let h = t.insert(i);
+            t.remove(h);
+        }
+        let h = t.insert(99);
+        let tok = token(Owner::Relay, h);
+        assert_eq!(untoken(tok), Some((Owner::Relay, h)));
+        assert_eq!(untoken(0), None);
+        assert_eq!(untoken(u64::MAX), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Published TCP ports: a host listener whose accepted connections become smoltcp
+//! connections into the container, from the real client address (the gateway address for
+//! loopback clients, which a container drops as martian).
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::epoll::EpollFlags;
+use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+use socket2::SockRef;
+
+use super::{Far, HostSide, Phase, Tcp, TcpFlow, new_socket};
+use crate::ctx::Ctx;
+use crate::device::Sink;
+use crate::engine::Publish;
+use crate::flow::{FlowKey, Handle, Owner};
+
+/// Connections accepted per listener wakeup before others get their turn.
+const ACCEPT_BATCH: usize = 16;
+
+/// A published TCP port's listener.
+pub(crate) struct Listener {
+    pub publish: Publish,
+    sock: TcpListener,
+}
+
+impl Tcp {
+    /// Serves a published port on a listening socket.
+    pub(crate) fn add_listener(
+        &mut self,
+        ctx: &Ctx,
+        publish: Publish,
+        fd: OwnedFd,
+    ) -> std::io::Result<Handle> {
+        let h = self.listeners.insert(Listener {
+            publish,
+            sock: TcpListener::from(fd),
+        });
+        let fd = self.listeners.get(h).map(|l| l.sock.as_fd());
+        let registered = match fd {
+            Some(fd) => ctx.register(fd, Owner::TcpListener, h, EpollFlags::EPOLLIN),
+            None => Err(std::io::Error::other("listener vanished")),
+        };
+        if let Err(e) = registered {
+            self.listeners.remove(h);
+            return Err(e);
+        }
+        Ok(h)
+    }
+
+    /// Stops a published port (its connections go on).
+    pub(crate) fn remove_listener(&mut self, ctx: &Ctx, h: Handle) {
+        if let Some(l) = self.listeners.remove(h) {
+            ctx.deregister(l.sock.as_fd());
+        }
+    }
+
+    pub(crate) fn listener(&self, h: Handle) -> Option<&Listener> {
+        self.listeners.get(h)
+    }
+
+    /// Accepts connections on a published port and opens their container side.
+    pub(crate) fn on_accept(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(l) = self.listeners.get(h) else {
+                return;
+            };
+            let publish = l.publish;
+            let (stream, peer) = match l.sock.accept() {
+                Ok((s, SocketAddr::V4(p))) => (s, p),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            let refuse = |s: &std::net::TcpStream| {
+                let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+            };
+            let container = SocketAddr::new(publish.container_ip.into(), publish.container_port);
+            let src = if peer.ip().is_loopback() {
+                ctx.cfg.gateway_ip
+            } else {
+                *peer.ip()
+            };
+            let key = FlowKey::new(container, SocketAddr::new(src.into(), peer.port()));
+            if self.keys.contains_key(&key) || ctx.admit(key.endpoint()).is_err() {
+                refuse(&stream);
+                continue;
+            }
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.set_nodelay(true);
+            let mut s = new_socket(ctx.cfg.tcp_rx_buffer, ctx.cfg.tcp_tx_buffer);
+            let remote = IpEndpoint::new(publish.container_ip.into(), publish.container_port);
+            let local = IpListenEndpoint {
+                addr: Some(src.into()),
+                port: peer.port(),
+            };
+            if s.connect(self.iface.context(), remote, local).is_err() {
+                ctx.release(key.endpoint());
+                refuse(&stream);
+                continue;
+            }
+            let socket = self.sockets.add(s);
+            let flow = TcpFlow {
+                socket,
+                key,
+                far: Far::Host(HostSide {
+                    stream,
+                    phase: Phase::Open,
+                    host_readable: false,
+                    host_writable: true,
+                    host_eof: false,
+                    shut_wr: false,
+                    peer_fin: false,
+                }),
+                last: ctx.now,
+            };
+            if self.insert(ctx, flow).is_some() {
+                ctx.counters.tcp_opened += 1;
+            } else {
+                ctx.release(key.endpoint());
+            }
+        }
+        self.poll_iface(ctx, None, sink);
+    }
+}

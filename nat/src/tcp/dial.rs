@@ -1,0 +1,281 @@
+//! Outbound dials: a container's SYN becomes a non-blocking connect from the host; the
+//! container's handshake is held (smoltcp's paused SYN-ACK) until the dial ends, and a
+//! failed dial is answered from the [`Syn`] alone — an RST for a refusal, ICMP unreachable
+//! otherwise.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::OwnedFd;
+
+use smoltcp::socket::tcp::Socket;
+use smoltcp::wire::{
+    Icmpv4DstUnreachable, IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl,
+    TcpPacket, TcpRepr, TcpSeqNumber,
+};
+use socket2::{Domain, SockRef, Type};
+
+use super::{Far, HostSide, Phase, Tcp, TcpFlow, new_socket};
+use crate::ctx::{Ctx, Target};
+use crate::device::Sink;
+use crate::flow::{FlowKey, Handle};
+
+/// What answering a segment needs, parsed once: never the segment's bytes, whatever its size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Syn {
+    /// The IP header (options dropped), with the original payload length.
+    ip: Ipv4Repr,
+    /// The first 8 bytes of the TCP header, quoted by ICMP errors.
+    head: [u8; 8],
+    src_port: u16,
+    dst_port: u16,
+    seq: TcpSeqNumber,
+    ack: Option<TcpSeqNumber>,
+    /// Sequence space the segment occupies (payload + SYN + FIN).
+    seg_len: usize,
+}
+
+impl Syn {
+    /// Parses an IPv4 packet carrying TCP; None if either header is malformed.
+    pub(crate) fn parse(packet: &[u8]) -> Option<Self> {
+        let ip = Ipv4Packet::new_checked(packet).ok()?;
+        let repr = Ipv4Repr::parse(&ip, &smoltcp::phy::ChecksumCapabilities::ignored()).ok()?;
+        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+        let head: [u8; 8] = *ip.payload().first_chunk::<8>()?;
+        Some(Self {
+            ip: repr,
+            head,
+            src_port: tcp.src_port(),
+            dst_port: tcp.dst_port(),
+            seq: tcp.seq_number(),
+            ack: tcp.ack().then(|| tcp.ack_number()),
+            seg_len: tcp.payload().len() + usize::from(tcp.syn()) + usize::from(tcp.fin()),
+        })
+    }
+}
+
+/// Dials pending per endpoint at most (connects to a slow far side pile up here).
+pub(crate) const MAX_DIALS_PER_ENDPOINT: usize = 256;
+
+impl Tcp {
+    /// Begins an outbound flow; false if the SYN was answered (refused) instead.
+    pub(super) fn start_dial(
+        &mut self,
+        ctx: &mut Ctx,
+        key: FlowKey,
+        syn: &Syn,
+        sink: &mut Sink<'_>,
+    ) -> bool {
+        let SocketAddr::V4(peer) = key.peer else {
+            return false;
+        };
+        let target = match ctx.target(*peer.ip()) {
+            Target::Host(ip) => ip,
+            Target::ClosedGateway => {
+                send_rst(ctx, syn, sink);
+                return false;
+            }
+            Target::Forbidden => {
+                ctx.unreachable_from(
+                    syn.ip,
+                    &syn.head,
+                    Icmpv4DstUnreachable::HostProhibited,
+                    sink,
+                );
+                return false;
+            }
+        };
+        let ep = key.endpoint();
+        if self.dials.get(&ep).copied().unwrap_or(0) >= MAX_DIALS_PER_ENDPOINT {
+            ctx.counters.refused_endpoint_quota += 1;
+            send_rst(ctx, syn, sink);
+            return false;
+        }
+        if ctx.admit(ep).is_err() {
+            send_rst(ctx, syn, sink);
+            return false;
+        }
+        let Some(stream) = dial(SocketAddrV4::new(target, peer.port()), ctx, syn, sink) else {
+            ctx.release(ep);
+            return false;
+        };
+        let mut s = new_socket(ctx.cfg.tcp_rx_buffer, ctx.cfg.tcp_tx_buffer);
+        s.pause_synack(true);
+        if s.listen(IpListenEndpoint {
+            addr: Some((*peer.ip()).into()),
+            port: peer.port(),
+        })
+        .is_err()
+        {
+            ctx.release(ep);
+            send_rst(ctx, syn, sink);
+            return false;
+        }
+        let socket = self.sockets.add(s);
+        let flow = TcpFlow {
+            socket,
+            key,
+            far: Far::Host(HostSide {
+                stream,
+                phase: Phase::Dialing {
+                    deadline: ctx.now + ctx.cfg.connect_timeout,
+                    syn: *syn,
+                },
+                host_readable: false,
+                host_writable: false,
+                host_eof: false,
+                shut_wr: false,
+                peer_fin: false,
+            }),
+            last: ctx.now,
+        };
+        if self.insert(ctx, flow).is_none() {
+            ctx.release(ep);
+            return false;
+        }
+        *self.dials.entry(ep).or_insert(0) += 1;
+        true
+    }
+
+    /// A dial made progress: connected, or failed.
+    pub(super) fn finish_dial(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
+        let Some(TcpFlow {
+            far: Far::Host(host),
+            socket,
+            key,
+            ..
+        }) = self.flows.get_mut(h)
+        else {
+            return;
+        };
+        let Phase::Dialing { syn, .. } = host.phase else {
+            return;
+        };
+        let err = match SockRef::from(&host.stream).take_error() {
+            Ok(Some(e)) => Some(e),
+            Ok(None) => match host.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    if !host.host_writable {
+                        return; // not yet
+                    }
+                    Some(e)
+                }
+                Err(e) => Some(e),
+            },
+            Err(e) => Some(e),
+        };
+        match err {
+            None => {
+                host.phase = Phase::Open;
+                let (socket, ep) = (*socket, key.endpoint());
+                super::decrement(&mut self.dials, ep);
+                self.sockets.get_mut::<Socket>(socket).pause_synack(false);
+                ctx.counters.tcp_opened += 1;
+                self.poll_iface(ctx, None, sink);
+            }
+            Some(e) => {
+                self.remove(ctx, h, false);
+                dial_failed(ctx, &syn, &e, sink);
+            }
+        }
+    }
+
+    /// Fails dials past their deadline.
+    pub(super) fn check_dials(&mut self, ctx: &mut Ctx, sink: &mut Sink<'_>) {
+        if self.dials.is_empty() {
+            return;
+        }
+        let now = ctx.now;
+        let late: Vec<(Handle, Syn)> = self
+            .flows
+            .iter()
+            .filter_map(|(h, f)| match &f.far {
+                Far::Host(HostSide {
+                    phase: Phase::Dialing { deadline, syn },
+                    ..
+                }) if *deadline <= now => Some((h, *syn)),
+                _ => None,
+            })
+            .collect();
+        for (h, syn) in late {
+            self.remove(ctx, h, false);
+            let e = io::Error::from_raw_os_error(libc::ETIMEDOUT);
+            dial_failed(ctx, &syn, &e, sink);
+        }
+    }
+}
+
+/// Starts a non-blocking connect to `to`; on an immediate failure answers the container and
+/// returns None.
+fn dial(to: SocketAddrV4, ctx: &mut Ctx, syn: &Syn, sink: &mut Sink<'_>) -> Option<TcpStream> {
+    let sock = match socket2::Socket::new(Domain::IPV4, Type::STREAM.nonblocking().cloexec(), None)
+    {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.warn_once(
+                "tcp-socket",
+                format_args!("tcp: cannot create host sockets: {e}"),
+            );
+            send_rst(ctx, syn, sink);
+            return None;
+        }
+    };
+    let _ = sock.set_tcp_nodelay(true);
+    match sock.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => {
+            dial_failed(ctx, syn, &e, sink);
+            return None;
+        }
+    }
+    Some(TcpStream::from(OwnedFd::from(sock)))
+}
+
+/// Tells the container why its connection cannot be made.
+fn dial_failed(ctx: &mut Ctx, syn: &Syn, e: &io::Error, sink: &mut Sink<'_>) {
+    let reason = match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => {
+            ctx.counters.tcp_refused += 1;
+            send_rst(ctx, syn, sink);
+            tracing::debug!("tcp: dial refused: {e}");
+            return;
+        }
+        Some(libc::ENETUNREACH) => Icmpv4DstUnreachable::NetUnreachable,
+        _ => Icmpv4DstUnreachable::HostUnreachable,
+    };
+    ctx.counters.tcp_unreachable += 1;
+    ctx.unreachable_from(syn.ip, &syn.head, reason, sink);
+    tracing::debug!("tcp: dial failed: {e}");
+}
+
+/// Answers a segment with RST (RST+ACK for a segment without ACK), without a socket.
+pub(crate) fn send_rst(ctx: &mut Ctx, seg: &Syn, sink: &mut Sink<'_>) {
+    let repr = TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        control: TcpControl::Rst,
+        seq_number: seg.ack.unwrap_or(TcpSeqNumber(0)),
+        ack_number: Some(seg.seq + seg.seg_len),
+        window_len: 0,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip_repr = Ipv4Repr {
+        src_addr: seg.ip.dst_addr,
+        dst_addr: seg.ip.src_addr,
+        next_header: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    let (src, dst): (Ipv4Addr, Ipv4Addr) = (ip_repr.src_addr, ip_repr.dst_addr);
+    ctx.send_ipv4(ip_repr, sink, |buf| {
+        let mut pkt = TcpPacket::new_unchecked(buf);
+        let caps = smoltcp::phy::ChecksumCapabilities::default();
+        repr.emit(&mut pkt, &src.into(), &dst.into(), &caps);
+    });
+}

@@ -1,0 +1,186 @@
+//! Local-service connections: TCP to the gateway's DNS port, terminated in smoltcp and
+//! served in the daemon instead of being dialled out (DNS over TCP, RFC 7766).
+//!
+//! Each connection collects length-prefixed messages (at most one whole 65,535-byte
+//! message buffered) and hands complete ones to the engine as [`LocalMessage`]s; answers
+//! come back through [`Tcp::send_local`]. A connection whose container closed its side is
+//! closed as soon as no relayed answer is outstanding (a partial message left behind can never
+//! complete and is discarded); one idle for [`IDLE_TIMEOUT`] is reset. Each endpoint may hold
+//! [`MAX_PER_ENDPOINT`] such connections.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use smoltcp::socket::tcp::{Socket, State};
+use smoltcp::wire::IpListenEndpoint;
+
+use super::{Far, LocalMessage, Tcp, TcpFlow, new_socket};
+use crate::ctx::Ctx;
+use crate::device::Sink;
+use crate::flow::{FlowKey, Handle};
+use crate::tcp::Syn;
+
+/// A DNS-over-TCP connection idle this long is reset.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// DNS-over-TCP connections one endpoint may hold.
+pub(crate) const MAX_PER_ENDPOINT: usize = 16;
+/// Largest message plus its length prefix.
+const MAX_MSG: usize = 2 + 65_535;
+/// Buffers of a local connection: one message each way.
+const RX: usize = 1 << 16;
+const TX: usize = 1 << 17;
+
+impl Tcp {
+    /// Accepts a connection to a local service; false if refused (answered with RST).
+    pub(super) fn open_local(
+        &mut self,
+        ctx: &mut Ctx,
+        key: FlowKey,
+        syn: &Syn,
+        sink: &mut Sink<'_>,
+    ) -> bool {
+        let ep = key.endpoint();
+        if self.local_conns.get(&ep).copied().unwrap_or(0) >= MAX_PER_ENDPOINT {
+            ctx.counters.refused_endpoint_quota += 1;
+            super::send_rst(ctx, syn, sink);
+            return false;
+        }
+        if ctx.admit(ep).is_err() {
+            super::send_rst(ctx, syn, sink);
+            return false;
+        }
+        let mut s = new_socket(RX, TX);
+        if s.listen(IpListenEndpoint {
+            addr: Some(key.peer.ip().into()),
+            port: key.peer.port(),
+        })
+        .is_err()
+        {
+            ctx.release(ep);
+            super::send_rst(ctx, syn, sink);
+            return false;
+        }
+        let socket = self.sockets.add(s);
+        let flow = TcpFlow {
+            socket,
+            key,
+            far: Far::Local {
+                inbuf: Vec::new(),
+                outstanding: 0,
+            },
+            last: ctx.now,
+        };
+        if self.insert(ctx, flow).is_none() {
+            ctx.release(ep);
+            return false;
+        }
+        *self.local_conns.entry(ep).or_insert(0) += 1;
+        true
+    }
+
+    /// Writes one answer, length-prefixed, on local connection `h` (gone: dropped).
+    /// `relayed` says it answers a message handed out earlier as needing a relay.
+    pub(crate) fn send_local(
+        &mut self,
+        ctx: &mut Ctx,
+        h: Handle,
+        msg: &[u8],
+        relayed: bool,
+        sink: &mut Sink<'_>,
+    ) {
+        let Some(flow) = self.flows.get_mut(h) else {
+            return;
+        };
+        let Far::Local { outstanding, .. } = &mut flow.far else {
+            return;
+        };
+        if relayed {
+            *outstanding = outstanding.saturating_sub(1);
+        }
+        let sock = self.sockets.get_mut::<Socket>(flow.socket);
+        let Ok(len) = u16::try_from(msg.len()) else {
+            return;
+        };
+        if sock.send_capacity() - sock.send_queue() >= 2 + msg.len() {
+            let _ = sock.send_slice(&len.to_be_bytes());
+            let _ = sock.send_slice(msg);
+            flow.last = ctx.now;
+        }
+        self.poll_iface(ctx, None, sink);
+        self.pump(ctx, h, sink);
+    }
+
+    /// Notes that a message of local connection `h` went to the relay: the connection stays
+    /// open for its answer even if the container half-closes.
+    pub(crate) fn expect_relayed(&mut self, h: Handle) {
+        if let Some(TcpFlow {
+            far: Far::Local { outstanding, .. },
+            ..
+        }) = self.flows.get_mut(h)
+        {
+            *outstanding = outstanding.saturating_add(1);
+        }
+    }
+}
+
+/// Reads whole messages off one local connection; returns (moved, done).
+pub(super) fn pump(
+    sock: &mut Socket<'_>,
+    inbuf: &mut Vec<u8>,
+    outstanding: u16,
+    h: Handle,
+    querier: IpAddr,
+    out: &mut Vec<LocalMessage>,
+) -> (bool, bool) {
+    let mut moved = false;
+    while sock.can_recv() && inbuf.len() < MAX_MSG {
+        let room = MAX_MSG - inbuf.len();
+        let got = sock.recv(|b| {
+            let n = b.len().min(room);
+            inbuf.extend_from_slice(b.get(..n).unwrap_or(&[]));
+            (n, n)
+        });
+        match got {
+            Ok(n) if n > 0 => moved = true,
+            _ => break,
+        }
+    }
+    let mut extracted = false;
+    while let Some((len, rest)) = split_message(inbuf) {
+        out.push(LocalMessage {
+            flow: h,
+            querier,
+            bytes: rest.get(..len).unwrap_or(&[]).to_vec(),
+        });
+        inbuf.drain(..2 + len);
+        extracted = true;
+    }
+    if !sock.may_recv() && sock.is_open() && !extracted && outstanding == 0 {
+        // The container is done sending; a partial message can never complete.
+        inbuf.clear();
+        sock.close();
+        moved = true;
+    }
+    let done = matches!(sock.state(), State::Closed | State::TimeWait);
+    (moved, done)
+}
+
+/// The length of the first whole message in `buf` and the bytes after its prefix.
+fn split_message(buf: &[u8]) -> Option<(usize, &[u8])> {
+    let (prefix, rest) = buf.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*prefix));
+    (rest.len() >= len).then_some((len, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_message;
+
+    #[test]
+    fn messages_split_only_when_whole() {
+        assert_eq!(split_message(&[0]), None);
+        assert_eq!(split_message(&[0, 3, 1, 2]), None);
+        assert_eq!(split_message(&[0, 2, 1, 2, 9]), Some((2, &[1u8, 2, 9][..])));
+        assert_eq!(split_message(&[0, 0]), Some((0, &[][..])));
+    }
+}

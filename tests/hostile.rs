@@ -1,0 +1,342 @@
+//! A hostile container cannot take its network down, reach the daemon itself, or hold the
+//! daemon's resources: each defect found in the hardening round, reproduced from inside a
+//! container in the NAT world of `tests/common/world.rs`, then shown fixed.
+//!
+//! Walkthrough: a SYN with IP options or data to a closed port is refused and the network
+//! keeps forwarding → the daemon's loopback and its own addresses are out of reach →
+//! DNS-over-TCP connections closed mid-message or left idle go away → dials the container
+//! abandoned go away → one container cannot take the whole flow table.
+
+mod common;
+
+use std::time::Duration;
+
+use common::world::*;
+use common::*;
+
+const NET: &str = "net";
+const GW: &str = "10.100.1.1";
+
+fn world_with_c1(extra: &[&str]) -> (NatWorld, Netns) {
+    let mut args = vec!["--network", "net=10.100.1.0/24"];
+    args.extend_from_slice(extra);
+    let w = NatWorld::start(&args);
+    let c1 = Netns::new("c1");
+    assert_eq!(w.connect(NET, &c1, "c1"), "10.100.1.2");
+    (w, c1)
+}
+
+/// Runs a Python 3 program inside `ns`.
+fn py(ns: &Netns, secs: u64, program: &str) -> Run {
+    let quoted = program.replace('\'', "'\\''");
+    run(ns, secs, &format!("python3 -c '{quoted}'"))
+}
+
+/// The network still forwards: a fresh connection through the NAT echoes.
+fn still_forwards(w: &NatWorld, c: &Netns) {
+    let r = run(c, 10, "echo alive | socat -t 3 - TCP:203.0.113.2:7000");
+    assert_eq!(
+        r.stdout().trim(),
+        "alive",
+        "network forwards: {}",
+        w.why(&r)
+    );
+}
+
+#[test]
+fn a_long_syn_to_a_closed_port_is_refused_and_the_network_lives_on() {
+    if !privileged("a_long_syn_to_a_closed_port_is_refused_and_the_network_lives_on") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    let _echo = tcp_echo(&w.servers, 7000);
+    // 40 bytes of IP options (NOPs then EOL) on an unprivileged socket: a 100-byte SYN.
+    let r = py(
+        &c1,
+        10,
+        "import socket\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, bytes([1] * 39 + [0]))\n\
+         s.settimeout(5)\n\
+         try:\n    s.connect((\"203.0.113.2\", 7999)); print(\"connected\")\n\
+         except ConnectionRefusedError: print(\"refused\")\n",
+    );
+    assert_eq!(r.stdout().trim(), "refused", "{}", w.why(&r));
+    // Data in the SYN (TCP Fast Open without a cookie), to a closed port.
+    let r = py(
+        &c1,
+        10,
+        "import socket, subprocess\n\
+         open(\"/proc/sys/net/ipv4/tcp_fastopen\", \"w\").write(\"5\")\n\
+         s = socket.socket()\n\
+         s.settimeout(5)\n\
+         try:\n    s.sendto(b\"x\" * 1000, socket.MSG_FASTOPEN, (\"203.0.113.2\", 7999)); s.recv(1); print(\"sent\")\n\
+         except ConnectionRefusedError: print(\"refused\")\n",
+    );
+    assert_eq!(r.stdout().trim(), "refused", "{}", w.why(&r));
+    // The same to an open port carries the data.
+    let r = py(
+        &c1,
+        10,
+        "import socket\n\
+         s = socket.socket()\n\
+         s.settimeout(5)\n\
+         s.sendto(b\"fastopen\\n\", socket.MSG_FASTOPEN, (\"203.0.113.2\", 7000))\n\
+         print(s.recv(100).decode().strip())\n",
+    );
+    assert_eq!(r.stdout().trim(), "fastopen", "{}", w.why(&r));
+    still_forwards(&w, &c1);
+    assert!(
+        w.stat(NET, "Counters", "TcpRefused") >= 2,
+        "{}",
+        w.stats(NET)
+    );
+}
+
+/// Sends one raw Ethernet frame from `ns`'s eth0 to the gateway: IPv4 from 10.100.1.2 to
+/// `dst`, protocol `proto` (6 TCP SYN, 17 UDP), to port `port`.
+fn raw_to_gateway(w: &NatWorld, ns: &Netns, dst: &str, proto: u8, port: u16) {
+    let gw_mac = w.inspect(NET)[0]["Gateway"]["MacAddress"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| "02:42:0a:64:01:01".to_string());
+    let program = format!(
+        "import socket, struct\n\
+         def csum(b):\n\
+         \x20   if len(b) % 2: b += bytes(1)\n\
+         \x20   s = sum(struct.unpack(\"!%dH\" % (len(b) // 2), b))\n\
+         \x20   s = (s >> 16) + (s & 0xffff); s += s >> 16\n\
+         \x20   return ~s & 0xffff\n\
+         src = socket.inet_aton(\"10.100.1.2\"); dst = socket.inet_aton(\"{dst}\")\n\
+         if {proto} == 6:\n\
+         \x20   l4 = struct.pack(\"!HHIIBBHHH\", 40000, {port}, 1, 0, 5 << 4, 2, 65535, 0, 0)\n\
+         \x20   c = csum(src + dst + struct.pack(\"!BBH\", 0, 6, len(l4)) + l4)\n\
+         \x20   l4 = l4[:16] + struct.pack(\"!H\", c) + l4[18:]\n\
+         else:\n\
+         \x20   data = b\"hello-loopback\"\n\
+         \x20   l4 = struct.pack(\"!HHHH\", 40000, {port}, 8 + len(data), 0) + data\n\
+         ip = struct.pack(\"!BBHHHBBH4s4s\", 0x45, 0, 20 + len(l4), 1, 0, 64, {proto}, 0, src, dst)\n\
+         ip = ip[:10] + struct.pack(\"!H\", csum(ip)) + ip[12:]\n\
+         mac = bytes(int(x, 16) for x in \"{gw_mac}\".split(\":\"))\n\
+         me = open(\"/sys/class/net/eth0/address\").read().strip()\n\
+         eth = mac + bytes(int(x, 16) for x in me.split(\":\")) + b\"\\x08\\x00\"\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind((\"eth0\", 0))\n\
+         for _ in range(3): s.send(eth + ip + l4)\n\
+         print(\"sent\")\n"
+    );
+    let r = py(ns, 10, &program);
+    assert_eq!(r.stdout().trim(), "sent", "{}", w.why(&r));
+}
+
+#[test]
+fn the_daemons_loopback_and_own_addresses_are_out_of_reach() {
+    if !privileged("the_daemons_loopback_and_own_addresses_are_out_of_reach") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    // Services of the daemon's own namespace: on loopback, and on every address.
+    let dir = tempfile_dir("hostile-lo");
+    let tcp_log = dir.join("tcp");
+    let udp_log = dir.join("udp");
+    let _tcp = Bg::sh(
+        &w.world,
+        &format!(
+            "socat TCP-LISTEN:7100,bind=127.0.0.1,fork,reuseaddr SYSTEM:'echo hit >> {}'",
+            tcp_log.display()
+        ),
+    );
+    let _udp = Bg::sh(
+        &w.world,
+        &format!(
+            "socat -u UDP-RECV:7101,bind=127.0.0.1 OPEN:{},creat,append",
+            udp_log.display()
+        ),
+    );
+    let _any = Bg::sh(
+        &w.world,
+        "socat TCP-LISTEN:7102,fork,reuseaddr SYSTEM:'echo own'",
+    );
+    assert!(wait_until(5, || listening(&w.world, "tcp", 7100)
+        && listening(&w.world, "tcp", 7102)));
+    // Frames the container's kernel would never route: straight onto eth0 to the gateway.
+    raw_to_gateway(&w, &c1, "127.0.0.1", 6, 7100);
+    raw_to_gateway(&w, &c1, "127.0.0.1", 17, 7101);
+    raw_to_gateway(&w, &c1, "0.0.0.0", 17, 7101);
+    // The daemon's own address on the world's link.
+    let r = run(
+        &c1,
+        10,
+        &format!("socat -T 3 - TCP:{WORLD_IP}:7102 </dev/null"),
+    );
+    assert!(
+        !r.stdout().contains("own"),
+        "reached the daemon's own address: {}",
+        w.why(&r)
+    );
+    assert!(
+        r.stderr().contains("No route to host") || r.stderr().contains("unreachable"),
+        "refused with ICMP: {}",
+        w.why(&r)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!tcp_log.exists(), "a container reached 127.0.0.1 over TCP");
+    assert!(
+        std::fs::read_to_string(&udp_log)
+            .unwrap_or_default()
+            .is_empty(),
+        "a container reached 127.0.0.1 over UDP"
+    );
+    assert!(
+        w.stat(NET, "Counters", "ForbiddenDestination") >= 5,
+        "{}",
+        w.stats(NET)
+    );
+    // The world itself still works for the container.
+    let _echo = tcp_echo(&w.servers, 7000);
+    still_forwards(&w, &c1);
+}
+
+/// A fresh directory under /tmp for one test.
+fn tempfile_dir(what: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vsw-{what}-{}", tag()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn dns_over_tcp_closed_mid_message_or_idle_goes_away() {
+    if !privileged("dns_over_tcp_closed_mid_message_or_idle_goes_away") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    // 60 connections that announce a 100-byte query, send 3 bytes of it and close.
+    let r = py(
+        &c1,
+        20,
+        &format!(
+            "import socket\n\
+             for _ in range(60):\n\
+             \x20   s = socket.create_connection((\"{GW}\", 53), timeout=3)\n\
+             \x20   s.sendall(b\"\\x00\\x64abc\"); s.close()\n\
+             print(\"done\")\n"
+        ),
+    );
+    assert_eq!(r.stdout().trim(), "done", "{}", w.why(&r));
+    assert!(
+        wait_until(5, || w.stat(NET, "Flows", "Tcp") == 0),
+        "half-sent DNS connections must not linger: {}",
+        w.stats(NET)
+    );
+    // One that sends nothing and stays open is reset after the idle timeout (10 s).
+    let idle = Bg::sh(&c1, &format!("sleep 60 | socat - TCP:{GW}:53"));
+    assert!(
+        wait_until(5, || w.stat(NET, "Flows", "Tcp") == 1),
+        "{}",
+        w.stats(NET)
+    );
+    assert!(
+        wait_until(20, || w.stat(NET, "Flows", "Tcp") == 0),
+        "idle DNS-over-TCP connection times out: {}",
+        w.stats(NET)
+    );
+    drop(idle);
+    // The responder still answers over TCP.
+    let r = run(&c1, 10, &format!("dig +tcp +time=3 +tries=1 @{GW} c1"));
+    assert!(r.stdout().contains("10.100.1.2"), "{}", w.why(&r));
+}
+
+#[test]
+fn dials_the_container_abandoned_leave_the_table() {
+    if !privileged("dials_the_container_abandoned_leave_the_table") {
+        return;
+    }
+    // A long connect timeout: only the container's RST can end these flows within the test.
+    let (w, c1) = world_with_c1(&["--connect-timeout", "60"]);
+    // A server whose accept queue is full: SYNs are dropped (the dial hangs, retrying) until
+    // it starts accepting after 4 s; then every pending dial completes.
+    let slow = Bg::sh(
+        &w.servers,
+        r#"python3 -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.2", 7200)); s.listen(0)
+held = socket.create_connection(("203.0.113.2", 7200))
+time.sleep(4)
+s.listen(128); s.settimeout(1)
+end = time.time() + 30
+conns = []
+while time.time() < end:
+    try: conns.append(s.accept()[0])
+    except OSError: pass
+'"#,
+    );
+    assert!(
+        wait_until(5, || listening(&w.servers, "tcp", 7200)),
+        "slow server listens"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // 40 connects that give up after 0.5 s.
+    let r = py(
+        &c1,
+        30,
+        "import socket\n\
+         n = 0\n\
+         for _ in range(40):\n\
+         \x20   s = socket.socket(); s.settimeout(0.05)\n\
+         \x20   try: s.connect((\"203.0.113.2\", 7200))\n\
+         \x20   except OSError: n += 1\n\
+         \x20   s.close()\n\
+         print(n)\n",
+    );
+    assert_eq!(
+        r.stdout().trim(),
+        "40",
+        "every connect gave up: {}",
+        w.why(&r)
+    );
+    assert!(
+        w.stat(NET, "Flows", "Tcp") >= 1,
+        "dials pending: {}",
+        w.stats(NET)
+    );
+    assert!(
+        wait_until(20, || w.stat(NET, "Flows", "Tcp") == 0),
+        "abandoned dials must leave the table once they complete: {}",
+        w.stats(NET)
+    );
+    drop(slow);
+}
+
+#[test]
+fn one_container_cannot_take_the_whole_flow_table() {
+    if !privileged("one_container_cannot_take_the_whole_flow_table") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&["--max-flows", "8", "--max-flows-per-endpoint", "3"]);
+    let c2 = Netns::new("c2");
+    assert_eq!(w.connect(NET, &c2, "c2"), "10.100.1.3");
+    let _echo = tcp_echo(&w.servers, 7000);
+    let _held: Vec<Bg> = (0..3)
+        .map(|_| Bg::sh(&c1, "sleep 60 | socat - TCP:203.0.113.2:7000"))
+        .collect();
+    assert!(
+        wait_until(10, || w.stat(NET, "Flows", "Tcp") == 3),
+        "{}",
+        w.stats(NET)
+    );
+    let r = run(&c1, 10, "socat /dev/null TCP:203.0.113.2:7000");
+    assert!(
+        !r.ok() && r.stderr().contains("refused"),
+        "c1's 4th flow refused: {}",
+        w.why(&r)
+    );
+    assert!(
+        w.stat(NET, "Counters", "RefusedEndpointQuota") >= 1,
+        "{}",
+        w.stats(NET)
+    );
+    // Its neighbour is unaffected.
+    still_forwards(&w, &c2);
+}
