@@ -32,3 +32,5 @@ pub use device::Sink;
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
 pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats, Protocol, Publish};
 pub use gateway::{Gateway, GatewayCounters};
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,548 @@
+//! The engine fed byte arrays, with a fake clock: TCP edge states on the gateway's own DNS
+//! port (no host socket needed) and on dials to a listener this test owns on 127.0.0.1
+//! (through host_loopback), refusals built from long SYNs, forbidden destinations, quotas,
+//! and a relayed DNS answer that must not reach a connection that reused a closed one's slot.
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    Icmpv4Packet, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+
+use crate::{Nat, NatConfig};
+
+const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
+const C1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const C2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+
+thread_local! {
+    static NOW_US: Cell<u64> = const { Cell::new(0) };
+    static BASE: Instant = Instant::now();
+}
+
+fn clock() -> Instant {
+    BASE.with(|b| *b) + Duration::from_micros(NOW_US.with(Cell::get))
+}
+
+fn advance(d: Duration) {
+    NOW_US.with(|n| n.set(n.get() + d.as_micros() as u64));
+}
+
+/// A segment as the gateway sent it.
+#[derive(Debug, Clone)]
+struct Seg {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    payload: Vec<u8>,
+}
+
+struct Net {
+    nat: Nat,
+    /// IPv4 packets the gateway emitted (virtio and Ethernet headers stripped).
+    out: Vec<Vec<u8>>,
+}
+
+impl Net {
+    fn new(tune: impl FnOnce(&mut NatConfig)) -> Self {
+        let mut cfg = NatConfig::new(GW, GW_MAC, (Ipv4Addr::new(10, 0, 0, 0), 24), 1500);
+        tune(&mut cfg);
+        let nat = Nat::with_clock(cfg, clock).expect("engine");
+        Self {
+            nat,
+            out: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, ip: &[u8]) {
+        let mut f = GW_MAC.to_vec();
+        f.extend_from_slice(&[0x02, 0x42, 10, 0, 0, ip[15]]);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(ip);
+        let out = &mut self.out;
+        self.nat
+            .on_frame(&f, &mut |frame: &[u8]| out.push(frame[12 + 14..].to_vec()));
+    }
+
+    fn poll(&mut self) {
+        let out = &mut self.out;
+        self.nat
+            .poll(&mut |frame: &[u8]| out.push(frame[12 + 14..].to_vec()));
+    }
+
+    /// Polls until `f` finds something among the emitted packets (real sockets may need a
+    /// moment), at most 2 s.
+    fn poll_until<T>(&mut self, mut f: impl FnMut(&[Vec<u8>]) -> Option<T>) -> Option<T> {
+        let end = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(t) = f(&self.out) {
+                return Some(t);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            self.poll();
+        }
+    }
+
+    fn segments(&self) -> Vec<Seg> {
+        self.out.iter().filter_map(|p| seg(p)).collect()
+    }
+
+    fn tcp_flows(&self) -> usize {
+        self.nat.stats().tcp_flows
+    }
+}
+
+fn seg(p: &[u8]) -> Option<Seg> {
+    let ip = Ipv4Packet::new_checked(p).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(Seg {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        sport: t.src_port(),
+        dport: t.dst_port(),
+        seq: t.seq_number().0 as u32,
+        ack: t.ack().then(|| t.ack_number().0 as u32),
+        syn: t.syn(),
+        fin: t.fin(),
+        rst: t.rst(),
+        payload: t.payload().to_vec(),
+    })
+}
+
+/// An IPv4 packet with `options` (padded to 4 bytes) around a TCP segment.
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    payload: &[u8],
+    options: usize,
+) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: 65535,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload,
+    };
+    let mut t = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut t[..]),
+        &src.into(),
+        &dst.into(),
+        &ChecksumCapabilities::default(),
+    );
+    let ihl = 20 + options.div_ceil(4) * 4;
+    let mut ip = vec![0u8; ihl];
+    ip[0] = 0x40 | (ihl / 4) as u8;
+    ip[2..4].copy_from_slice(&((ihl + t.len()) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    ip[20..].fill(1); // NOPs
+    let mut p = Ipv4Packet::new_unchecked(&mut ip[..]);
+    p.fill_checksum();
+    ip.extend_from_slice(&t);
+    ip
+}
+
+/// A container-side TCP client, tracking sequence numbers.
+struct Client {
+    ip: Ipv4Addr,
+    port: u16,
+    to: (Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+}
+
+impl Client {
+    fn new(ip: Ipv4Addr, port: u16, to: (Ipv4Addr, u16)) -> Self {
+        Self {
+            ip,
+            port,
+            to,
+            seq: 1000,
+            ack: 0,
+        }
+    }
+
+    fn pkt(&self, control: TcpControl, ack: bool, payload: &[u8]) -> Vec<u8> {
+        tcp(
+            self.ip,
+            self.to.0,
+            self.port,
+            self.to.1,
+            control,
+            self.seq,
+            ack.then_some(self.ack),
+            payload,
+            0,
+        )
+    }
+
+    fn from_gateway<'a>(&self, segs: &'a [Seg]) -> impl Iterator<Item = &'a Seg> {
+        let (ip, port) = (self.ip, self.port);
+        segs.iter().filter(move |s| s.dst == ip && s.dport == port)
+    }
+
+    /// SYN, waits for the SYN-ACK, ACKs it.
+    fn handshake(&mut self, net: &mut Net) {
+        net.send(&self.pkt(TcpControl::Syn, false, &[]));
+        self.seq += 1;
+        let synack = net
+            .poll_until(|o| {
+                let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+                self.from_gateway(&segs)
+                    .find(|s| s.syn && s.ack.is_some())
+                    .cloned()
+            })
+            .expect("SYN-ACK");
+        self.ack = synack.seq.wrapping_add(1);
+        net.send(&self.pkt(TcpControl::None, true, &[]));
+    }
+
+    fn data(&mut self, net: &mut Net, bytes: &[u8]) {
+        net.send(&self.pkt(TcpControl::Psh, true, bytes));
+        self.seq = self.seq.wrapping_add(bytes.len() as u32);
+    }
+
+    fn fin(&mut self, net: &mut Net) {
+        net.send(&self.pkt(TcpControl::Fin, true, &[]));
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    fn rst(&mut self, net: &mut Net) {
+        net.send(&self.pkt(TcpControl::Rst, true, &[]));
+    }
+
+    /// Everything the gateway sent us so far, in order.
+    fn received(&self, net: &Net) -> Vec<u8> {
+        let segs = net.segments();
+        self.from_gateway(&segs)
+            .flat_map(|s| s.payload.clone())
+            .collect()
+    }
+}
+
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        RecordType::A,
+    ));
+    m.to_vec().expect("query")
+}
+
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(msg);
+    v
+}
+
+#[test]
+fn a_long_syn_with_options_and_data_is_refused_from_its_parsed_fields() {
+    let mut net = Net::new(|_| {});
+    let payload = vec![7u8; 900];
+    let syn = tcp(C1, GW, 40000, 80, TcpControl::Syn, 5000, None, &payload, 40);
+    assert!(syn.len() > 900 + 60);
+    net.send(&syn);
+    let segs = net.segments();
+    let rst = segs.iter().find(|s| s.rst).expect("an RST");
+    assert_eq!(
+        (rst.src, rst.dst, rst.sport, rst.dport),
+        (GW, C1, 80, 40000)
+    );
+    assert_eq!(rst.ack, Some(5000 + 1 + 900), "acknowledges SYN and data");
+    assert_eq!(net.tcp_flows(), 0);
+}
+
+#[test]
+fn forbidden_destinations_get_icmp_prohibited_and_are_counted() {
+    let mut net = Net::new(|_| {});
+    for dst in [
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::new(127, 9, 9, 9),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+    ] {
+        net.out.clear();
+        net.send(&tcp(C1, dst, 40000, 22, TcpControl::Syn, 1, None, &[], 0));
+        let icmp = net
+            .out
+            .iter()
+            .find_map(|p| {
+                let ip = Ipv4Packet::new_checked(&p[..]).ok()?;
+                (ip.next_header() == IpProtocol::Icmp)
+                    .then(|| Icmpv4Packet::new_checked(ip.payload()).ok())
+                    .flatten()
+                    .map(|i| (u8::from(i.msg_type()), i.msg_code()))
+            })
+            .unwrap_or_else(|| panic!("ICMP for {dst}"));
+        assert_eq!(icmp, (3, 10), "host administratively prohibited for {dst}");
+    }
+    assert_eq!(net.nat.stats().counters.forbidden_destination, 6);
+    assert_eq!(net.tcp_flows(), 0);
+}
+
+#[test]
+fn dns_over_tcp_answers_and_closes_cleanly_after_the_containers_fin() {
+    let mut net = Net::new(|_| {});
+    let mut c = Client::new(C1, 40001, (GW, 53));
+    c.handshake(&mut net);
+    assert_eq!(net.tcp_flows(), 1);
+    // Simultaneous close: our FIN right behind a whole query.
+    c.data(&mut net, &framed(&dns_query(0x4242, "nothere")));
+    c.fin(&mut net);
+    let got = c.received(&net);
+    assert!(got.len() > 14, "an answer: {got:?}");
+    assert_eq!(&got[2..4], &[0x42, 0x42], "to our query id");
+    let fin = net
+        .poll_until(|o| {
+            let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+            c.from_gateway(&segs).find(|s| s.fin).cloned()
+        })
+        .expect("the gateway closes too");
+    c.ack = fin.seq.wrapping_add(fin.payload.len() as u32 + 1);
+    net.send(&c.pkt(TcpControl::None, true, &[]));
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0, "the flow leaves the table at once");
+}
+
+#[test]
+fn dns_over_tcp_closed_mid_message_does_not_linger() {
+    let mut net = Net::new(|_| {});
+    let mut c = Client::new(C1, 40002, (GW, 53));
+    c.handshake(&mut net);
+    c.data(&mut net, &[0, 100, 1, 2, 3]);
+    c.fin(&mut net);
+    net.poll();
+    let fin = c.from_gateway(&net.segments()).find(|s| s.fin).cloned();
+    assert!(
+        fin.is_some(),
+        "the gateway closes a connection that can never complete"
+    );
+    let fin = fin.unwrap_or_else(|| unreachable!());
+    c.ack = fin.seq.wrapping_add(1);
+    net.send(&c.pkt(TcpControl::None, true, &[]));
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0);
+}
+
+#[test]
+fn rst_in_every_state_removes_the_flow() {
+    // After the SYN (handshake not done), established, and after our FIN.
+    for stage in 0..3 {
+        let mut net = Net::new(|_| {});
+        let mut c = Client::new(C1, 40010 + stage, (GW, 53));
+        match stage {
+            0 => {
+                net.send(&c.pkt(TcpControl::Syn, false, &[]));
+                c.seq += 1;
+                let synack = c.from_gateway(&net.segments()).find(|s| s.syn).cloned();
+                c.ack = synack.map_or(0, |s| s.seq.wrapping_add(1));
+            }
+            1 => c.handshake(&mut net),
+            _ => {
+                c.handshake(&mut net);
+                c.data(&mut net, &[0, 50, 9]);
+            }
+        }
+        assert_eq!(net.tcp_flows(), 1, "stage {stage}");
+        c.rst(&mut net);
+        net.poll();
+        assert_eq!(net.tcp_flows(), 0, "stage {stage}: RST ends the flow");
+    }
+}
+
+#[test]
+fn idle_dns_connections_are_reset_after_their_timeout() {
+    let mut net = Net::new(|_| {});
+    let mut c = Client::new(C1, 40020, (GW, 53));
+    c.handshake(&mut net);
+    advance(Duration::from_secs(5));
+    net.poll();
+    assert_eq!(net.tcp_flows(), 1, "not yet");
+    advance(Duration::from_secs(6));
+    net.out.clear();
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0);
+    assert!(
+        c.from_gateway(&net.segments()).any(|s| s.rst),
+        "the container is told"
+    );
+    assert_eq!(net.nat.stats().counters.expired, 1);
+}
+
+#[test]
+fn an_endpoint_holds_at_most_its_quota() {
+    let mut net = Net::new(|c| c.max_flows_per_endpoint = 2);
+    for port in [41000, 41001] {
+        Client::new(C1, port, (GW, 53)).handshake(&mut net);
+    }
+    assert_eq!(net.tcp_flows(), 2);
+    net.out.clear();
+    let third = Client::new(C1, 41002, (GW, 53));
+    net.send(&third.pkt(TcpControl::Syn, false, &[]));
+    assert!(
+        third.from_gateway(&net.segments()).any(|s| s.rst),
+        "refused"
+    );
+    assert_eq!(net.tcp_flows(), 2);
+    assert_eq!(net.nat.stats().counters.refused_endpoint_quota, 1);
+    // Another container is not affected.
+    Client::new(C2, 41000, (GW, 53)).handshake(&mut net);
+    assert_eq!(net.tcp_flows(), 3);
+}
+
+#[test]
+fn a_dial_the_container_abandoned_leaves_the_table() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    let c = Client::new(C1, 42000, (GW, port));
+    net.send(&c.pkt(TcpControl::Syn, false, &[]));
+    let synack = net
+        .poll_until(|o| {
+            let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+            c.from_gateway(&segs).find(|s| s.syn).cloned()
+        })
+        .expect("SYN-ACK once the dial is through");
+    assert_eq!(net.tcp_flows(), 1);
+    // The container no longer knows the connection: its kernel answers with RST.
+    net.send(&tcp(
+        C1,
+        GW,
+        42000,
+        port,
+        TcpControl::Rst,
+        synack.ack.unwrap_or(0),
+        None,
+        &[],
+        0,
+    ));
+    net.poll();
+    assert_eq!(
+        net.tcp_flows(),
+        0,
+        "the flow, its host socket and listener are gone"
+    );
+}
+
+#[test]
+fn a_silent_half_open_flow_expires() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| {
+        c.host_loopback = true;
+        c.connect_timeout = Duration::from_secs(3);
+    });
+    let c = Client::new(C1, 42001, (GW, port));
+    net.send(&c.pkt(TcpControl::Syn, false, &[]));
+    net.poll_until(|o| {
+        let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+        c.from_gateway(&segs).find(|s| s.syn).cloned()
+    })
+    .expect("SYN-ACK");
+    advance(Duration::from_secs(4));
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0, "a handshake never completed ends");
+}
+
+#[test]
+fn half_close_passes_both_ways_through_a_dial() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    let mut c = Client::new(C1, 42002, (GW, port));
+    c.handshake(&mut net);
+    let (mut server, _) = host.accept().expect("dialled");
+    c.data(&mut net, b"ping");
+    c.fin(&mut net);
+    let mut got = Vec::new();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    server.read_to_end(&mut got).expect("EOF after the data");
+    assert_eq!(got, b"ping");
+    server.write_all(b"pong").expect("reply after our FIN");
+    drop(server);
+    let fin = net
+        .poll_until(|o| {
+            let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+            c.from_gateway(&segs).find(|s| s.fin).cloned()
+        })
+        .expect("FIN after the reply");
+    assert_eq!(c.received(&net), b"pong");
+    c.ack = fin.seq.wrapping_add(fin.payload.len() as u32 + 1);
+    net.send(&c.pkt(TcpControl::None, true, &[]));
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0);
+}
+
+#[test]
+fn a_relayed_answer_never_reaches_a_connection_that_reused_the_slot() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("upstream");
+    let up = upstream.local_addr().expect("addr");
+    let mut net = Net::new(|c| c.dns.upstreams = vec![up]);
+    let mut a = Client::new(C1, 43000, (GW, 53));
+    a.handshake(&mut net);
+    a.data(&mut net, &framed(&dns_query(0x0a0a, "secret.example.")));
+    let mut q = [0u8; 512];
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let (n, from) = upstream.recv_from(&mut q).expect("relayed");
+    a.rst(&mut net);
+    net.poll();
+    assert_eq!(net.tcp_flows(), 0);
+    let mut b = Client::new(C2, 43001, (GW, 53));
+    b.handshake(&mut net);
+    // The upstream answers A's question now.
+    let mut answer = q[..n].to_vec();
+    answer[2] |= 0x80;
+    upstream.send_to(&answer, from).expect("answer");
+    std::thread::sleep(Duration::from_millis(50));
+    net.poll();
+    net.poll();
+    assert!(b.received(&net).is_empty(), "B got A's answer");
+    b.data(&mut net, &framed(&dns_query(0x0b0b, "other")));
+    assert_eq!(
+        &b.received(&net)[2..4],
+        &[0x0b, 0x0b],
+        "B gets its own answers"
+    );
+}
