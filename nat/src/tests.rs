@@ -209,7 +209,7 @@ impl Client {
         )
     }
 
-    fn from_gateway<'a>(&self, segs: &'a [Seg]) -> impl Iterator<Item = &'a Seg> {
+    fn sent_to_me<'a>(&self, segs: &'a [Seg]) -> impl Iterator<Item = &'a Seg> {
         let (ip, port) = (self.ip, self.port);
         segs.iter().filter(move |s| s.dst == ip && s.dport == port)
     }
@@ -221,7 +221,7 @@ impl Client {
         let synack = net
             .poll_until(|o| {
                 let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
-                self.from_gateway(&segs)
+                self.sent_to_me(&segs)
                     .find(|s| s.syn && s.ack.is_some())
                     .cloned()
             })
@@ -247,7 +247,7 @@ impl Client {
     /// Everything the gateway sent us so far, in order.
     fn received(&self, net: &Net) -> Vec<u8> {
         let segs = net.segments();
-        self.from_gateway(&segs)
+        self.sent_to_me(&segs)
             .flat_map(|s| s.payload.clone())
             .collect()
     }
@@ -333,7 +333,7 @@ fn dns_over_tcp_answers_and_closes_cleanly_after_the_containers_fin() {
     let fin = net
         .poll_until(|o| {
             let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
-            c.from_gateway(&segs).find(|s| s.fin).cloned()
+            c.sent_to_me(&segs).find(|s| s.fin).cloned()
         })
         .expect("the gateway closes too");
     c.ack = fin.seq.wrapping_add(fin.payload.len() as u32 + 1);
@@ -350,7 +350,7 @@ fn dns_over_tcp_closed_mid_message_does_not_linger() {
     c.data(&mut net, &[0, 100, 1, 2, 3]);
     c.fin(&mut net);
     net.poll();
-    let fin = c.from_gateway(&net.segments()).find(|s| s.fin).cloned();
+    let fin = c.sent_to_me(&net.segments()).find(|s| s.fin).cloned();
     assert!(
         fin.is_some(),
         "the gateway closes a connection that can never complete"
@@ -372,7 +372,7 @@ fn rst_in_every_state_removes_the_flow() {
             0 => {
                 net.send(&c.pkt(TcpControl::Syn, false, &[]));
                 c.seq += 1;
-                let synack = c.from_gateway(&net.segments()).find(|s| s.syn).cloned();
+                let synack = c.sent_to_me(&net.segments()).find(|s| s.syn).cloned();
                 c.ack = synack.map_or(0, |s| s.seq.wrapping_add(1));
             }
             1 => c.handshake(&mut net),
@@ -401,7 +401,7 @@ fn idle_dns_connections_are_reset_after_their_timeout() {
     net.poll();
     assert_eq!(net.tcp_flows(), 0);
     assert!(
-        c.from_gateway(&net.segments()).any(|s| s.rst),
+        c.sent_to_me(&net.segments()).any(|s| s.rst),
         "the container is told"
     );
     assert_eq!(net.nat.stats().counters.expired, 1);
@@ -418,7 +418,7 @@ fn an_endpoint_holds_at_most_its_quota() {
     let third = Client::new(C1, 41002, (GW, 53));
     net.send(&third.pkt(TcpControl::Syn, false, &[]));
     assert!(
-        third.from_gateway(&net.segments()).any(|s| s.rst),
+        third.sent_to_me(&net.segments()).any(|s| s.rst),
         "refused"
     );
     assert_eq!(net.tcp_flows(), 2);
@@ -438,7 +438,7 @@ fn a_dial_the_container_abandoned_leaves_the_table() {
     let synack = net
         .poll_until(|o| {
             let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
-            c.from_gateway(&segs).find(|s| s.syn).cloned()
+            c.sent_to_me(&segs).find(|s| s.syn).cloned()
         })
         .expect("SYN-ACK once the dial is through");
     assert_eq!(net.tcp_flows(), 1);
@@ -474,7 +474,7 @@ fn a_silent_half_open_flow_expires() {
     net.send(&c.pkt(TcpControl::Syn, false, &[]));
     net.poll_until(|o| {
         let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
-        c.from_gateway(&segs).find(|s| s.syn).cloned()
+        c.sent_to_me(&segs).find(|s| s.syn).cloned()
     })
     .expect("SYN-ACK");
     advance(Duration::from_secs(4));
@@ -503,7 +503,7 @@ fn half_close_passes_both_ways_through_a_dial() {
     let fin = net
         .poll_until(|o| {
             let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
-            c.from_gateway(&segs).find(|s| s.fin).cloned()
+            c.sent_to_me(&segs).find(|s| s.fin).cloned()
         })
         .expect("FIN after the reply");
     assert_eq!(c.received(&net), b"pong");
