@@ -503,6 +503,10 @@ pub struct Socket<'a> {
     /// The sending window scaling factor advertised to remotes which support RFC 1323.
     /// It is zero if the window <= 64KiB and/or the remote does not support it.
     remote_win_shift: u8,
+    // vswitchd patch: see `set_max_rx_window`.
+    /// If set, the window scale is sized for a receive buffer of this many octets
+    /// instead of the current `rx_buffer` capacity.
+    max_rx_window: Option<usize>,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
@@ -606,6 +610,7 @@ impl<'a> Socket<'a> {
             remote_last_win: 0,
             remote_win_len: 0,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
+            max_rx_window: None, // vswitchd patch
             remote_win_scale: None,
             remote_has_sack: false,
             remote_mss: DEFAULT_MSS,
@@ -902,9 +907,6 @@ impl<'a> Socket<'a> {
     }
 
     fn reset(&mut self) {
-        let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
-
         self.state = State::Closed;
         self.timer = Timer::new();
         self.rtte = RttEstimator::default();
@@ -921,7 +923,7 @@ impl<'a> Socket<'a> {
         self.remote_last_win = 0;
         self.remote_win_len = 0;
         self.remote_win_scale = None;
-        self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
+        self.remote_win_shift = self.rx_win_shift(); // vswitchd patch: honours max_rx_window
         self.remote_mss = DEFAULT_MSS;
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
@@ -1227,6 +1229,85 @@ impl<'a> Socket<'a> {
     #[inline]
     pub fn send_capacity(&self) -> usize {
         self.tx_buffer.capacity()
+    }
+
+    // vswitchd patch: resizable buffers (see VSWITCHD-PATCH.md).
+    /// The window-scale shift for the receive buffer, as computed in `new`, sized for
+    /// `max_rx_window` if set and for the current receive buffer capacity otherwise.
+    fn rx_win_shift(&self) -> u8 {
+        let size = self.max_rx_window.unwrap_or(self.rx_buffer.capacity());
+        let log2 = mem::size_of::<usize>() * 8 - size.leading_zeros() as usize;
+        log2.saturating_sub(16) as u8
+    }
+
+    // vswitchd patch: resizable buffers (see VSWITCHD-PATCH.md).
+    /// Size the window scale (RFC 7323) offered in this socket's SYN or SYN-ACK as if the
+    /// receive buffer had `bytes` octets, so that a small receive buffer can later grow
+    /// with [`resize_rx_buffer`](#method.resize_rx_buffer) and the larger window can still
+    /// be advertised. Windows up to at least `bytes` octets can then be advertised to a peer
+    /// that accepts window scaling (a peer that does not is limited to 65535 octets).
+    ///
+    /// The setting survives [`listen`](#method.listen), [`connect`](#method.connect) and
+    /// resets. Returns `Err(())` and changes nothing unless the socket is in the CLOSED or
+    /// LISTEN state (the scale is fixed by the handshake), or if `bytes` is 1 GiB or more
+    /// (the scale would exceed the RFC 7323 maximum of 14).
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn set_max_rx_window(&mut self, bytes: usize) -> Result<(), ()> {
+        if !matches!(self.state, State::Closed | State::Listen) || bytes as u64 >= 1 << 30 {
+            return Err(());
+        }
+        self.max_rx_window = Some(bytes);
+        self.remote_win_shift = self.rx_win_shift();
+        Ok(())
+    }
+
+    // vswitchd patch: resizable buffers (see VSWITCHD-PATCH.md).
+    /// Reallocate the receive buffer with `capacity` octets, keeping the received data that
+    /// was not read yet, and out-of-order data waiting for reassembly, in order.
+    ///
+    /// Returns `Err(())` and changes nothing if `capacity` is less than
+    /// [`recv_queue`](#method.recv_queue) plus the extent of the out-of-order data, exceeds
+    /// 1 GiB, or if the buffer was created from borrowed storage.
+    ///
+    /// A window grown to at least twice the last advertised one is announced by the next
+    /// `dispatch`; a smaller growth with the next acknowledgement. The advertised window can
+    /// never exceed `65535 << scale`, where the scale was fixed by the handshake (see
+    /// [`set_max_rx_window`](#method.set_max_rx_window)). After shrinking below the window
+    /// last advertised, incoming data beyond the buffer is trimmed off and must be resent by
+    /// the peer, as for any data beyond the window.
+    #[cfg(feature = "alloc")]
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn resize_rx_buffer(&mut self, capacity: usize) -> Result<(), ()> {
+        if capacity as u64 > 1 << 30 {
+            return Err(());
+        }
+        let reassembly_len = self.assembler.iter_data().last().map_or(0, |(_, end)| end);
+        self.rx_buffer
+            .resize_keeping_unallocated(capacity, reassembly_len)?;
+        if matches!(self.state, State::Closed | State::Listen) {
+            // Nothing advertised yet: size the window scale as `new` would.
+            self.remote_win_shift = self.rx_win_shift();
+        }
+        Ok(())
+    }
+
+    // vswitchd patch: resizable buffers (see VSWITCHD-PATCH.md).
+    /// Reallocate the transmit buffer with `capacity` octets, keeping the queued data (sent
+    /// but unacknowledged, and not yet sent) in order.
+    ///
+    /// Returns `Err(())` and changes nothing if `capacity` is less than
+    /// [`send_queue`](#method.send_queue) or if the buffer was created from borrowed storage.
+    #[cfg(feature = "alloc")]
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn resize_tx_buffer(&mut self, capacity: usize) -> Result<(), ()> {
+        #[cfg(feature = "async")]
+        let grew = capacity > self.tx_buffer.capacity();
+        self.tx_buffer.resize(capacity)?;
+        #[cfg(feature = "async")]
+        if grew {
+            self.tx_waker.wake();
+        }
+        Ok(())
     }
 
     /// Check whether the receive buffer is not empty.
@@ -1709,6 +1790,13 @@ impl<'a> Socket<'a> {
         } else {
             window_start
         };
+        // vswitchd patch: never accept data beyond the end of the receive buffer. The window
+        // last advertised can reach past it: after `resize_rx_buffer` shrank the buffer, and
+        // (upstream too) after a SYN or SYN-ACK, whose unscaled window field is kept in
+        // `remote_last_win` and read back here shifted by `remote_win_shift`. Data past the
+        // buffer would otherwise be recorded by the assembler but not stored, and later
+        // panic in `enqueue_unallocated`.
+        let window_end = window_end.min(self.remote_seq_no + self.rx_buffer.capacity());
         let segment_start = repr.seq_number;
         let segment_end = repr.seq_number + repr.payload.len();
 
@@ -9871,5 +9959,449 @@ mod test {
         s.send_slice(b"def").unwrap();
         recv_nothing!(s);
         assert_eq!(s.state, State::Closed);
+    }
+
+    // =========================================================================================//
+    // vswitchd patch: tests for set_max_rx_window, resize_rx_buffer and resize_tx_buffer.
+    // =========================================================================================//
+
+    /// A listening socket with a 4 KiB receive buffer whose window scale is sized for 4 MiB.
+    fn socket_listen_small_rx_large_scale() -> TestSocket {
+        let mut s = socket_with_buffer_sizes(64, 4096);
+        assert_eq!(s.set_max_rx_window(4 << 20), Ok(()));
+        // listen() resets the socket; the override must survive.
+        s.socket.listen(LISTEN_END).unwrap();
+        assert_eq!(s.remote_win_shift, 7);
+        s
+    }
+
+    /// Complete the handshake of `socket_listen_small_rx_large_scale`, checking the SYN-ACK.
+    fn socket_established_small_rx_large_scale() -> TestSocket {
+        let mut s = socket_listen_small_rx_large_scale();
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                window_scale: Some(0),
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1),
+                max_seg_size: Some(BASE_MSS),
+                // Scale 7 as for a 4 MiB buffer, window as for the real 4 KiB (unscaled in SYNs).
+                window_scale: Some(7),
+                window_len: 4096,
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        s
+    }
+
+    #[test]
+    fn test_max_rx_window_scale_in_syn_and_survives_connect() {
+        let mut s = socket_with_buffer_sizes(64, 4096);
+        assert_eq!(s.remote_win_shift, 0);
+        assert_eq!(s.set_max_rx_window(4 << 20), Ok(()));
+        s.local_seq_no = LOCAL_SEQ;
+        s.socket.connect(&mut s.cx, REMOTE_END, LOCAL_END).unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: LOCAL_SEQ,
+                ack_number: None,
+                max_seg_size: Some(BASE_MSS),
+                window_scale: Some(7),
+                window_len: 4096,
+                sack_permitted: true,
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_max_rx_window_refused_after_handshake_started() {
+        let mut s = socket_syn_received();
+        assert_eq!(s.set_max_rx_window(4 << 20), Err(()));
+        let mut s = socket_established();
+        assert_eq!(s.set_max_rx_window(4 << 20), Err(()));
+        assert_eq!(s.remote_win_shift, 0);
+        let mut s = socket();
+        assert_eq!(
+            s.set_max_rx_window(1 << 30),
+            Err(()),
+            "scale 15 > RFC 7323 maximum"
+        );
+        assert_eq!(s.set_max_rx_window((1 << 30) - 1), Ok(()));
+        assert_eq!(s.remote_win_shift, 14);
+    }
+
+    #[test]
+    fn test_resize_rx_buffer_grows_advertised_window() {
+        let mut s = socket_established_small_rx_large_scale();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[0xaa; 1000],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 1000),
+                // (4096 - 1000) >> 7: about the 4 KiB buffer, not the 4 MiB scale.
+                window_len: 24,
+                ..RECV_TEMPL
+            }]
+        );
+
+        assert_eq!(s.resize_rx_buffer(1 << 20), Ok(()));
+        assert_eq!(s.recv_capacity(), 1 << 20);
+        // The window more than doubled: a window update goes out without new data.
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 1000),
+                window_len: (((1 << 20) - 1000) >> 7) as u16,
+                ..RECV_TEMPL
+            }]
+        );
+
+        // The peer may now send far more than the original 4 KiB.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 1000,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[0xbb; 20000],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_queue(), 21000);
+        let mut data = vec![0; 21000];
+        assert_eq!(s.recv_slice(&mut data), Ok(21000));
+        assert!(data[..1000].iter().all(|&b| b == 0xaa));
+        assert!(data[1000..].iter().all(|&b| b == 0xbb));
+    }
+
+    #[test]
+    fn test_resize_rx_buffer_keeps_wrapped_and_out_of_order_data() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        // Wrap the ring: receive and read 50 octets, then receive 30 more.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[b'x'; 50],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 50),
+                window_len: 14,
+                ..RECV_TEMPL
+            }]
+        );
+        let mut sink = [0; 50];
+        assert_eq!(s.recv_slice(&mut sink), Ok(50));
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 50),
+                window_len: 64,
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 50,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"abcdefghijklmnopqrstuvwxyz0123",
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 80),
+                window_len: 34,
+                ..RECV_TEMPL
+            }]
+        );
+        // Out of order: 4 octets missing, then "WXYZ".
+        let ooo = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 50 + 30 + 4,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"WXYZ",
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(ooo.map(|r| r.ack_number), Some(Some(REMOTE_SEQ + 1 + 80)));
+
+        // 30 queued + 8 of reassembly extent: 37 is too small.
+        assert_eq!(s.resize_rx_buffer(37), Err(()));
+        assert_eq!(s.resize_rx_buffer(29), Err(()));
+        assert_eq!(s.recv_capacity(), 64);
+        assert_eq!(s.resize_rx_buffer(38), Ok(()));
+        assert_eq!(s.recv_capacity(), 38);
+
+        // Filling the hole delivers the out-of-order octets kept across the resize.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 80,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"----",
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 88),
+                window_len: 0,
+                ..RECV_TEMPL
+            })
+        );
+        let mut data = [0; 38];
+        assert_eq!(s.recv_slice(&mut data), Ok(38));
+        assert_eq!(&data[..], b"abcdefghijklmnopqrstuvwxyz0123----WXYZ");
+    }
+
+    #[test]
+    fn test_resize_rx_buffer_refuses_below_recv_queue() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"0123456789",
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_queue(), 10);
+        assert_eq!(s.resize_rx_buffer(9), Err(()));
+        assert_eq!(s.recv_capacity(), 64);
+        assert_eq!(s.resize_rx_buffer((1 << 30) + 1), Err(()));
+        assert_eq!(s.resize_rx_buffer(10), Ok(()));
+        assert_eq!(s.recv_capacity(), 10);
+        let mut data = [0; 10];
+        assert_eq!(s.recv_slice(&mut data), Ok(10));
+        assert_eq!(&data, b"0123456789");
+    }
+
+    #[test]
+    fn test_resize_rx_buffer_refuses_borrowed_storage() {
+        let (iface, _, _) = crate::tests::setup(crate::phy::Medium::Ip);
+        let rx = Box::leak(Box::new([0u8; 64]));
+        let tx = Box::leak(Box::new([0u8; 64]));
+        let mut s = TestSocket {
+            socket: Socket::new(
+                SocketBuffer::new(&mut rx[..]),
+                SocketBuffer::new(&mut tx[..]),
+            ),
+            cx: iface.inner,
+        };
+        assert_eq!(s.resize_rx_buffer(128), Err(()));
+        assert_eq!(s.resize_tx_buffer(128), Err(()));
+        assert_eq!(s.recv_capacity(), 64);
+        assert_eq!(s.send_capacity(), 64);
+    }
+
+    #[test]
+    fn test_resize_tx_buffer_keeps_unacked_and_unsent_data() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.set_nagle_enabled(false);
+        assert_eq!(s.send_slice(b"abcdef"), Ok(6));
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: b"abcdef",
+                ..RECV_TEMPL
+            }]
+        );
+        assert_eq!(s.send_slice(b"ghij"), Ok(4));
+        assert_eq!(s.send_queue(), 10);
+        assert_eq!(s.resize_tx_buffer(9), Err(()));
+        assert_eq!(s.send_capacity(), 64);
+        assert_eq!(s.resize_tx_buffer(10), Ok(()));
+        assert_eq!(s.send_capacity(), 10);
+        assert!(!s.can_send());
+        // The unsent octets go out next; a retransmission would still find "abcdef".
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: b"ghij",
+                ..RECV_TEMPL
+            }]
+        );
+        assert_eq!(s.resize_tx_buffer(4096), Ok(()));
+        assert_eq!(s.send_queue(), 10);
+        assert_eq!(s.tx_buffer.get_allocated(0, 10), b"abcdefghij");
+    }
+
+    #[test]
+    fn test_resize_rx_buffer_shrunk_window_trims_incoming_data() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"0123456789",
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 10),
+                window_len: 54,
+                ..RECV_TEMPL
+            }]
+        );
+        // The peer was told 54 more octets fit; only 6 do now.
+        assert_eq!(s.resize_rx_buffer(16), Ok(()));
+
+        // In order, inside the advertised window, past the buffer: trimmed to what fits.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 10,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"abcdefghijklmnopqrstuvwxyz",
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_queue(), 16);
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 16),
+                window_len: 0,
+                ..RECV_TEMPL
+            }]
+        );
+
+        // Out of order and wholly past the buffer: dropped with an ACK of what is held.
+        let reply = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 30,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: b"late",
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(
+            reply.map(|r| (r.ack_number, r.window_len)),
+            Some((Some(REMOTE_SEQ + 1 + 16), 0))
+        );
+        assert!(s.assembler.is_empty());
+        let mut data = [0; 16];
+        assert_eq!(s.recv_slice(&mut data), Ok(16));
+        assert_eq!(&data, b"0123456789abcdef");
+    }
+
+    /// Upstream, the window after a SYN-ACK is taken as the SYN's unscaled window shifted by
+    /// the scale (65535 << 2 for this 128 KiB buffer), so data past the buffer was accepted
+    /// and then lost (debug builds: `len_written == payload_len` assertion; release: panic in
+    /// `enqueue_unallocated` once the hole before it is filled). The clamp trims it instead.
+    #[test]
+    fn test_data_past_buffer_after_scaled_syn_ack_is_not_accepted() {
+        let mut s = socket_with_buffer_sizes(64, 128 * 1024);
+        s.socket.listen(LISTEN_END).unwrap();
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                window_scale: Some(0),
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1),
+                max_seg_size: Some(BASE_MSS),
+                window_scale: Some(2),
+                window_len: 65535,
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        // Out of order, right past the 128 KiB buffer but inside 65535 << 2.
+        let reply = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 128 * 1024,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[1; 100],
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(reply.map(|r| r.ack_number), Some(Some(REMOTE_SEQ + 1)));
+        assert!(s.assembler.is_empty());
+        // Filling the buffer in order works and stops at its end.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[2; 128 * 1024 + 100],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_queue(), 128 * 1024);
     }
 }

@@ -67,6 +67,62 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         }
     }
 
+    // vswitchd patch: resizable owned storage (see VSWITCHD-PATCH.md).
+    /// Replace the storage with a new one of `new_capacity` elements (reset to
+    /// `T::default()`), keeping the queued elements in order at its front.
+    ///
+    /// Returns `Err(())`, changing nothing, if `new_capacity < self.len()` or if the
+    /// storage is borrowed (only `ManagedSlice::Owned` storage can be reallocated).
+    #[cfg(feature = "alloc")]
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn resize(&mut self, new_capacity: usize) -> Result<(), ()>
+    where
+        T: Clone + Default,
+    {
+        self.resize_keeping_unallocated(new_capacity, 0)
+    }
+
+    // vswitchd patch: resizable owned storage (see VSWITCHD-PATCH.md).
+    /// Like [`resize`](Self::resize), but also keeps the first `unallocated` elements
+    /// past the queued ones (data written with `write_unallocated` but not yet enqueued,
+    /// e.g. out-of-order TCP segments), at the same offsets.
+    ///
+    /// Returns `Err(())`, changing nothing, if `new_capacity < self.len() + unallocated`,
+    /// if `unallocated > self.window()`, or if the storage is borrowed.
+    #[cfg(feature = "alloc")]
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn resize_keeping_unallocated(
+        &mut self,
+        new_capacity: usize,
+        unallocated: usize,
+    ) -> Result<(), ()>
+    where
+        T: Clone + Default,
+    {
+        if unallocated > self.window() {
+            return Err(());
+        }
+        let keep = self.length + unallocated;
+        if keep > new_capacity {
+            return Err(());
+        }
+        let read_at = self.read_at;
+        let ManagedSlice::Owned(old) = &mut self.storage else {
+            return Err(());
+        };
+        if new_capacity == old.len() && read_at == 0 {
+            return Ok(());
+        }
+        let mut new = alloc::vec![T::default(); new_capacity];
+        // `read_at < old.len()` whenever `old` is not empty, and `keep <= old.len()`.
+        let first = cmp::min(keep, old.len() - read_at);
+        new[..first].clone_from_slice(&old[read_at..read_at + first]);
+        new[first..keep].clone_from_slice(&old[..keep - first]);
+        *old = new;
+        self.read_at = 0;
+        Ok(())
+    }
+
     /// Return the current number of elements in the ring buffer.
     pub fn len(&self) -> usize {
         self.length
@@ -799,5 +855,94 @@ mod test {
 
         let large = ring.enqueue_many(8);
         assert_eq!(large.len(), 8);
+    }
+
+    // vswitchd patch: tests for `resize` / `resize_keeping_unallocated`.
+    /// Fill a wrapped ring: read_at = 6 of 8, queued "abcde" spans the end of the storage.
+    fn wrapped_ring() -> RingBuffer<'static, u8> {
+        let mut ring = RingBuffer::new(vec![b'.'; 8]);
+        assert_eq!(ring.enqueue_slice(b"xxxxxx"), 6);
+        assert_eq!(ring.dequeue_many(5).len(), 5);
+        assert_eq!(ring.enqueue_slice(b"abcde"), 5);
+        assert_eq!(ring.dequeue_many(1), b"x");
+        assert_eq!(ring.read_at, 6);
+        ring
+    }
+
+    fn queued(ring: &mut RingBuffer<'_, u8>) -> Vec<u8> {
+        let mut out = vec![0; ring.len()];
+        assert_eq!(ring.read_allocated(0, &mut out), out.len());
+        out
+    }
+
+    #[test]
+    fn test_resize_grow_keeps_wrapped_data_in_order() {
+        let mut ring = wrapped_ring();
+        assert_eq!(ring.resize(32), Ok(()));
+        assert_eq!(ring.capacity(), 32);
+        assert_eq!(ring.len(), 5);
+        assert_eq!(ring.read_at, 0);
+        assert_eq!(queued(&mut ring), b"abcde");
+        // The rest of the new storage is free and usable.
+        assert_eq!(ring.enqueue_slice(&[b'z'; 40]), 27);
+        assert!(ring.is_full());
+        assert_eq!(&ring.dequeue_many(7)[..], b"abcdezz");
+    }
+
+    #[test]
+    fn test_resize_shrink_to_exactly_len() {
+        let mut ring = wrapped_ring();
+        assert_eq!(ring.resize(5), Ok(()));
+        assert_eq!(ring.capacity(), 5);
+        assert!(ring.is_full());
+        assert_eq!(queued(&mut ring), b"abcde");
+    }
+
+    #[test]
+    fn test_resize_refuses_below_len_and_changes_nothing() {
+        let mut ring = wrapped_ring();
+        assert_eq!(ring.resize(4), Err(()));
+        assert_eq!(ring.capacity(), 8);
+        assert_eq!(ring.read_at, 6);
+        assert_eq!(queued(&mut ring), b"abcde");
+    }
+
+    #[test]
+    fn test_resize_refuses_borrowed_storage() {
+        let mut storage = [0u8; 8];
+        let mut ring = RingBuffer::new(&mut storage[..]);
+        assert_eq!(ring.enqueue_slice(b"ab"), 2);
+        assert_eq!(ring.resize(16), Err(()));
+        assert_eq!(ring.capacity(), 8);
+        assert_eq!(queued(&mut ring), b"ab");
+    }
+
+    #[test]
+    fn test_resize_empty_and_zero_capacity() {
+        let mut ring: RingBuffer<'_, u8> = RingBuffer::new(vec![]);
+        assert_eq!(ring.resize(4), Ok(()));
+        assert_eq!(ring.capacity(), 4);
+        assert_eq!(ring.resize(0), Ok(()));
+        assert_eq!(ring.capacity(), 0);
+        assert_eq!(ring.window(), 0);
+    }
+
+    #[test]
+    fn test_resize_keeping_unallocated() {
+        let mut ring = wrapped_ring();
+        // Out-of-order data 2 elements past the queued ones, wrapping like the queue.
+        assert_eq!(ring.write_unallocated(1, b"XY"), 2);
+        assert_eq!(ring.resize_keeping_unallocated(6, 3), Err(()));
+        assert_eq!(
+            ring.resize_keeping_unallocated(16, 4),
+            Err(()),
+            "beyond the window"
+        );
+        assert_eq!(ring.resize_keeping_unallocated(8, 3), Ok(()));
+        assert_eq!(ring.read_at, 0);
+        assert_eq!(ring.get_unallocated(1, 2), b"XY");
+        ring.enqueue_unallocated(3);
+        // Offset 0 of the kept unallocated part holds whatever was there (never written).
+        assert_eq!(&queued(&mut ring)[5..], b"xXY");
     }
 }
