@@ -52,6 +52,31 @@ pub(crate) enum Refusal {
     EndpointQuota,
 }
 
+/// Bytes of flow buffers the network may hold (`--nat-memory`).
+pub(crate) struct Budget {
+    used: usize,
+    limit: usize,
+}
+
+impl Budget {
+    /// Takes `n` bytes if they fit.
+    pub(crate) fn take(&mut self, n: usize) -> bool {
+        if self.used.saturating_add(n) > self.limit {
+            return false;
+        }
+        self.used += n;
+        true
+    }
+
+    pub(crate) fn give(&mut self, n: usize) {
+        self.used = self.used.saturating_sub(n);
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+}
+
 /// Flows held per endpoint and in all.
 #[derive(Default)]
 pub(crate) struct Quota {
@@ -75,6 +100,7 @@ pub(crate) struct Ctx {
     epoll: Epoll,
     pub framer: Framer,
     pub counters: NatCounters,
+    pub budget: Budget,
     quota: Quota,
     /// Scratch buffer for one datagram read from a host socket.
     pub dgram: Vec<u8>,
@@ -87,17 +113,21 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub(crate) fn new(cfg: NatConfig, epoll: Epoll, framer: Framer, now: Instant) -> Self {
         Self {
-            cfg,
             now,
             start: now,
             epoll,
             framer,
             counters: NatCounters::default(),
+            budget: Budget {
+                used: 0,
+                limit: cfg.nat_memory,
+            },
             quota: Quota::default(),
             dgram: vec![0; 65_536],
             local_cache: HashMap::default(),
             probe: None,
             warned: Vec::new(),
+            cfg,
         }
     }
 

@@ -72,15 +72,15 @@ pub struct NatConfig {
     /// How long an outbound TCP dial may take before the container is told "unreachable"
     /// (default 10 s).
     pub connect_timeout: Duration,
-    /// Receive buffer (container → far side) of each TCP flow's smoltcp socket (default
-    /// 4 MiB, zeroed pages the kernel maps only as data queues). A buffer that fills up makes
-    /// smoltcp drop segments that straddle its window-scale-rounded right edge: measured at
-    /// MTU 65520, 1 MiB gave 9.2 Gbit/s with 133 retransmits, 4 MiB 14.2 Gbit/s with 12.
+    /// Largest receive buffer (container → far side) a TCP flow grows to (default 4 MiB;
+    /// flows start at 4 KiB, see `tcp/buffers.rs`). Measured at MTU 65520 with fixed
+    /// buffers, 1 MiB gave 9.2 Gbit/s with 133 retransmits, 4 MiB 14.2 Gbit/s with 12.
     pub tcp_rx_buffer: usize,
-    /// Send buffer (far side → container) of each TCP flow's smoltcp socket (default 1 MiB:
-    /// with window scaling enough to fill a local link; 4 MiB measured no faster for published
-    /// ports, 15.5–22.5 against 16.8–19.6 Gbit/s at MTU 65520, within the run-to-run spread).
+    /// Largest send buffer (far side → container) a TCP flow grows to (default 1 MiB).
     pub tcp_tx_buffer: usize,
+    /// Bytes all TCP flow buffers of the network may hold together (default 256 MiB); a flow
+    /// that cannot get its first 8 KiB is refused, one that cannot grow keeps what it has.
+    pub nat_memory: usize,
     /// Upstream resolvers of the DNS responder.
     pub dns: dns::DnsConfig,
 }
@@ -109,6 +109,7 @@ impl NatConfig {
             connect_timeout: Duration::from_secs(10),
             tcp_rx_buffer: 4 << 20,
             tcp_tx_buffer: 1 << 20,
+            nat_memory: 256 << 20,
             dns: dns::DnsConfig::default(),
         }
     }
@@ -153,6 +154,10 @@ pub struct NatStats {
     pub icmp_flows: usize,
     /// The flow limit.
     pub max_flows: usize,
+    /// Bytes the TCP flows' buffers hold now.
+    pub buffer_bytes: usize,
+    /// The buffer budget.
+    pub buffer_limit: usize,
     /// Cumulative counters.
     pub counters: NatCounters,
 }
@@ -185,6 +190,8 @@ pub struct NatCounters {
     pub forbidden_destination: u64,
     /// Relayed DNS queries refused because too many were in flight.
     pub dns_refused: u64,
+    /// New TCP flows refused because the network's buffer budget was spent.
+    pub refused_memory: u64,
     /// Flows removed after their idle timeout (UDP, ICMP, and TCP by the aging rules).
     pub expired: u64,
     /// Packets dropped because the network is internal.
@@ -500,6 +507,8 @@ impl Nat {
             udp_flows: self.udp.live(),
             icmp_flows: self.ping.live(),
             max_flows: self.ctx.cfg.max_flows,
+            buffer_bytes: self.ctx.budget.used(),
+            buffer_limit: self.ctx.cfg.nat_memory,
             counters: self.ctx.counters.clone(),
         }
     }

@@ -417,10 +417,7 @@ fn an_endpoint_holds_at_most_its_quota() {
     net.out.clear();
     let third = Client::new(C1, 41002, (GW, 53));
     net.send(&third.pkt(TcpControl::Syn, false, &[]));
-    assert!(
-        third.sent_to_me(&net.segments()).any(|s| s.rst),
-        "refused"
-    );
+    assert!(third.sent_to_me(&net.segments()).any(|s| s.rst), "refused");
     assert_eq!(net.tcp_flows(), 2);
     assert_eq!(net.nat.stats().counters.refused_endpoint_quota, 1);
     // Another container is not affected.
@@ -545,4 +542,76 @@ fn a_relayed_answer_never_reaches_a_connection_that_reused_the_slot() {
         &[0x0b, 0x0b],
         "B gets its own answers"
     );
+}
+
+#[test]
+fn buffers_grow_with_traffic_shrink_when_idle_and_return_to_the_budget() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    let mut c = Client::new(C1, 44000, (GW, port));
+    c.handshake(&mut net);
+    assert_eq!(
+        net.nat.stats().buffer_bytes,
+        8192,
+        "a new flow holds 4 KiB each way"
+    );
+    let (mut server, _) = host.accept().expect("dialled");
+    let data = vec![0x5a; 512 * 1024];
+    let writer = std::thread::spawn(move || {
+        server.write_all(&data).expect("write");
+        server
+    });
+    // The container reads and acknowledges everything.
+    let mut got = 0usize;
+    let mut peak = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while got < 512 * 1024 && Instant::now() < end {
+        net.poll();
+        let mine: Vec<Seg> = c.sent_to_me(&net.segments()).cloned().collect();
+        for s in mine {
+            let next = s.seq.wrapping_add(s.payload.len() as u32);
+            if s.seq == c.ack && !s.payload.is_empty() {
+                got += s.payload.len();
+                c.ack = next;
+            }
+        }
+        net.out.clear();
+        net.send(&c.pkt(TcpControl::None, true, &[]));
+        peak = peak.max(net.nat.stats().buffer_bytes);
+    }
+    let _server = writer.join().expect("writer");
+    assert_eq!(got, 512 * 1024, "all data arrived");
+    assert!(
+        peak > 64 * 1024,
+        "the send buffer grew with the transfer: peak {peak}"
+    );
+    advance(Duration::from_secs(3));
+    net.poll();
+    assert_eq!(
+        net.nat.stats().buffer_bytes,
+        8192,
+        "idle: back to 4 KiB each way"
+    );
+    c.rst(&mut net);
+    net.poll();
+    assert_eq!(
+        net.nat.stats().buffer_bytes,
+        0,
+        "closed: everything given back"
+    );
+}
+
+#[test]
+fn a_spent_budget_refuses_new_flows_and_spares_old_ones() {
+    let mut net = Net::new(|c| c.nat_memory = 3 * 8192);
+    for port in 45000..45003 {
+        Client::new(C1, port, (GW, 53)).handshake(&mut net);
+    }
+    net.out.clear();
+    let fourth = Client::new(C1, 45003, (GW, 53));
+    net.send(&fourth.pkt(TcpControl::Syn, false, &[]));
+    assert!(fourth.sent_to_me(&net.segments()).any(|s| s.rst), "refused");
+    let stats = net.nat.stats();
+    assert_eq!((stats.tcp_flows, stats.counters.refused_memory), (3, 1));
 }

@@ -356,6 +356,10 @@ pub struct NatStatsView {
     pub flows: FlowCounts,
     /// The per-network flow limit.
     pub max_flows: usize,
+    /// Bytes the TCP flows' buffers hold now.
+    pub buffer_bytes: usize,
+    /// What they may hold together (`--nat-memory`).
+    pub buffer_limit: usize,
     /// Cumulative counters.
     pub counters: nat::NatCounters,
 }

@@ -35,6 +35,10 @@ struct Args {
     /// flows beyond are refused (TCP RST, ICMP administratively prohibited) and counted.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_flows_per_endpoint: Option<u64>,
+    /// Memory all TCP flows of one network may hold in buffers, e.g. 256M or 1G; flows
+    /// start at 8 KiB and grow with their traffic within it.
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = parse_memory)]
+    nat_memory: u64,
     /// Seconds after which an established TCP flow with no traffic is reset.
     #[arg(long, default_value_t = 7200, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=432_000))]
     tcp_idle_timeout: u64,
@@ -52,6 +56,18 @@ struct Args {
     /// Seconds to wait for each upstream resolver before trying the next one.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     dns_timeout: u64,
+}
+
+/// A size such as `256M`, `1GiB` or `65536` (bytes), at least 1 MiB.
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{s:?} is not a size such as 256M: {e}"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{s:?} is less than the 1M minimum"));
+    }
+    Ok(bytes)
 }
 
 fn main() {
@@ -108,6 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .max_flows_per_endpoint
                 .map_or((args.max_flows as usize / 4).max(1), |n| n as usize),
             tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
+            nat_memory: usize::try_from(args.nat_memory).unwrap_or(usize::MAX),
             udp_timeout: std::time::Duration::from_secs(args.udp_timeout),
             connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
             dns: nat::DnsConfig {

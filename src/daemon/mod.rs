@@ -49,6 +49,8 @@ pub struct Config {
     pub max_flows_per_endpoint: usize,
     /// Idle timeout of established TCP flows.
     pub tcp_idle_timeout: std::time::Duration,
+    /// Per-network budget of TCP flow buffers.
+    pub nat_memory: usize,
     /// Idle timeout of UDP/ICMP flows.
     pub udp_timeout: std::time::Duration,
     /// Outbound TCP dial timeout.
@@ -158,6 +160,7 @@ impl Daemon {
         nat_cfg.max_flows = self.config.max_flows;
         nat_cfg.max_flows_per_endpoint = self.config.max_flows_per_endpoint;
         nat_cfg.tcp_idle_timeout = self.config.tcp_idle_timeout;
+        nat_cfg.nat_memory = self.config.nat_memory;
         nat_cfg.udp_timeout = self.config.udp_timeout;
         nat_cfg.connect_timeout = self.config.connect_timeout;
         nat_cfg.dns = self.config.dns.clone();

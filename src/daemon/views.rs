@@ -50,6 +50,8 @@ pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
             icmp: s.icmp_flows,
         },
         max_flows: s.max_flows,
+        buffer_bytes: s.buffer_bytes,
+        buffer_limit: s.buffer_limit,
         counters: s.counters.clone(),
     }
 }

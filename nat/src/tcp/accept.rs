@@ -10,7 +10,7 @@ use nix::sys::epoll::EpollFlags;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 use socket2::SockRef;
 
-use super::{Far, HostSide, Phase, Tcp, TcpFlow, new_socket};
+use super::{Far, HostSide, Phase, Tcp, TcpFlow, buffers};
 use crate::ctx::Ctx;
 use crate::device::Sink;
 use crate::engine::Publish;
@@ -88,13 +88,18 @@ impl Tcp {
             }
             let _ = stream.set_nonblocking(true);
             let _ = stream.set_nodelay(true);
-            let mut s = new_socket(ctx.cfg.tcp_rx_buffer, ctx.cfg.tcp_tx_buffer);
+            let Some(mut s) = buffers::open(ctx) else {
+                ctx.release(key.endpoint());
+                refuse(&stream);
+                continue;
+            };
             let remote = IpEndpoint::new(publish.container_ip.into(), publish.container_port);
             let local = IpListenEndpoint {
                 addr: Some(src.into()),
                 port: peer.port(),
             };
             if s.connect(self.iface.context(), remote, local).is_err() {
+                ctx.budget.give(buffers::charged(&s));
                 ctx.release(key.endpoint());
                 refuse(&stream);
                 continue;

@@ -14,7 +14,7 @@ use smoltcp::wire::{
 };
 use socket2::{Domain, SockRef, Type};
 
-use super::{Far, HostSide, Phase, Tcp, TcpFlow, new_socket};
+use super::{Far, HostSide, Phase, Tcp, TcpFlow, buffers};
 use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle};
@@ -98,7 +98,11 @@ impl Tcp {
             ctx.release(ep);
             return false;
         };
-        let mut s = new_socket(ctx.cfg.tcp_rx_buffer, ctx.cfg.tcp_tx_buffer);
+        let Some(mut s) = buffers::open(ctx) else {
+            ctx.release(ep);
+            send_rst(ctx, syn, sink);
+            return false;
+        };
         s.pause_synack(true);
         if s.listen(IpListenEndpoint {
             addr: Some((*peer.ip()).into()),
@@ -106,6 +110,7 @@ impl Tcp {
         })
         .is_err()
         {
+            ctx.budget.give(buffers::charged(&s));
             ctx.release(ep);
             send_rst(ctx, syn, sink);
             return false;

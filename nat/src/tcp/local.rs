@@ -2,7 +2,7 @@
 //! served in the daemon instead of being dialled out (DNS over TCP, RFC 7766).
 //!
 //! Each connection collects length-prefixed messages (at most one whole 65,535-byte
-//! message buffered) and hands complete ones to the engine as [`LocalMessage`]s; answers
+//! message buffered; its socket buffers start small and the send side grows to fit answers) and hands complete ones to the engine as [`LocalMessage`]s; answers
 //! come back through [`Tcp::send_local`]. A connection whose container closed its side is
 //! closed as soon as no relayed answer is outstanding (a partial message left behind can never
 //! complete and is discarded); one idle for [`IDLE_TIMEOUT`] is reset. Each endpoint may hold
@@ -14,7 +14,7 @@ use std::time::Duration;
 use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::wire::IpListenEndpoint;
 
-use super::{Far, LocalMessage, Tcp, TcpFlow, new_socket};
+use super::{Far, LocalMessage, Tcp, TcpFlow, buffers};
 use crate::ctx::Ctx;
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle};
@@ -26,9 +26,8 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const MAX_PER_ENDPOINT: usize = 16;
 /// Largest message plus its length prefix.
 const MAX_MSG: usize = 2 + 65_535;
-/// Buffers of a local connection: one message each way.
-const RX: usize = 1 << 16;
-const TX: usize = 1 << 17;
+/// Largest send buffer of a local connection: two whole answers.
+const TX_MAX: usize = 1 << 17;
 
 impl Tcp {
     /// Accepts a connection to a local service; false if refused (answered with RST).
@@ -49,13 +48,18 @@ impl Tcp {
             super::send_rst(ctx, syn, sink);
             return false;
         }
-        let mut s = new_socket(RX, TX);
+        let Some(mut s) = buffers::open(ctx) else {
+            ctx.release(ep);
+            super::send_rst(ctx, syn, sink);
+            return false;
+        };
         if s.listen(IpListenEndpoint {
             addr: Some(key.peer.ip().into()),
             port: key.peer.port(),
         })
         .is_err()
         {
+            ctx.budget.give(buffers::charged(&s));
             ctx.release(ep);
             super::send_rst(ctx, syn, sink);
             return false;
@@ -101,6 +105,7 @@ impl Tcp {
         let Ok(len) = u16::try_from(msg.len()) else {
             return;
         };
+        buffers::fit_tx(ctx, sock, 2 + msg.len(), TX_MAX);
         if sock.send_capacity() - sock.send_queue() >= 2 + msg.len() {
             let _ = sock.send_slice(&len.to_be_bytes());
             let _ = sock.send_slice(msg);

@@ -32,11 +32,13 @@
 //! `close_wait_timeout` (host closed, container did not), and an established flow idle for
 //! `tcp_idle_timeout`.
 //!
-//! Limits: buffers per flow (`NatConfig::tcp_rx_buffer`/`tcp_tx_buffer`); every flow counts
-//! against the network's and its endpoint's flow quota; at most `max_dials_per_endpoint`
-//! dials pending per endpoint.
+//! Limits: buffers start at 4 KiB each way and grow with the traffic up to
+//! `tcp_rx_buffer`/`tcp_tx_buffer`, within the network's `nat_memory` budget
+//! (`buffers.rs`); every flow counts against the network's and its endpoint's flow quota;
+//! at most `MAX_DIALS_PER_ENDPOINT` dials pending per endpoint.
 
 mod accept;
+mod buffers;
 mod dial;
 mod local;
 
@@ -48,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::EpollFlags;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::tcp::{Socket, SocketBuffer, State};
+use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
 use socket2::SockRef;
 
@@ -114,20 +116,13 @@ pub(crate) struct Tcp {
     scratch: Vec<Handle>,
 }
 
+/// A flow idle this long gives its buffers back (down to 4 KiB each way).
+const IDLE_SHRINK: Duration = Duration::from_secs(2);
+
 const HOST_EVENTS: EpollFlags = EpollFlags::EPOLLIN
     .union(EpollFlags::EPOLLOUT)
     .union(EpollFlags::EPOLLRDHUP)
     .union(EpollFlags::EPOLLET);
-
-fn new_socket(rx: usize, tx: usize) -> Socket<'static> {
-    let mut s = Socket::new(
-        SocketBuffer::new(vec![0; rx]),
-        SocketBuffer::new(vec![0; tx]),
-    );
-    s.set_nagle_enabled(false);
-    s.set_ack_delay(None);
-    s
-}
 
 impl Tcp {
     pub(crate) fn new(ctx: &mut Ctx) -> Self {
@@ -314,7 +309,15 @@ impl Tcp {
                 if matches!(host.phase, Phase::Dialing { .. }) {
                     return;
                 }
-                pump_host(sock, host)
+                let queued = sock.recv_queue();
+                let p = pump_host(sock, host);
+                if host.host_writable {
+                    buffers::grow_rx(ctx, sock, queued);
+                }
+                if host.host_readable && !sock.can_send() {
+                    buffers::grow_tx(ctx, sock, p.to_container);
+                }
+                (p.moved, p.done, p.reset)
             }
         };
         if moved {
@@ -360,6 +363,10 @@ impl Tcp {
                 (Far::Host(_), State::Established) => Some(ctx.cfg.tcp_idle_timeout),
                 _ => Some(ctx.cfg.fin_timeout),
             };
+            if idle >= IDLE_SHRINK {
+                let socket = flow.socket;
+                buffers::shrink_idle(ctx, self.sockets.get_mut::<Socket>(socket));
+            }
             if limit.is_some_and(|l| idle >= l) {
                 tracing::debug!(
                     "tcp: {} -> {} idle {:?} in {state}: expired",
@@ -395,6 +402,8 @@ impl Tcp {
             }
             Far::Local { .. } => decrement(&mut self.local_conns, ep),
         }
+        let held = buffers::charged(self.sockets.get::<Socket>(flow.socket));
+        ctx.budget.give(held);
         self.sockets.remove(flow.socket);
         self.keys.remove(&flow.key);
         ctx.release(ep);
@@ -412,6 +421,8 @@ impl Tcp {
                 .is_err()
         {
             if let Some(f) = self.flows.remove(h) {
+                ctx.budget
+                    .give(buffers::charged(self.sockets.get::<Socket>(f.socket)));
                 self.sockets.remove(f.socket);
             }
             return None;
@@ -448,9 +459,19 @@ fn poll_with(
     iface.poll(now, &mut dev, sockets);
 }
 
-/// Moves bytes between a smoltcp socket and its host socket; returns (moved, done, reset).
-fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> (bool, bool, bool) {
+/// What one pump did.
+struct Pumped {
+    moved: bool,
+    /// Bytes read from the host into the send buffer.
+    to_container: usize,
+    done: bool,
+    reset: bool,
+}
+
+/// Moves bytes between a smoltcp socket and its host socket.
+fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> Pumped {
     let mut moved = false;
+    let mut to_container = 0;
     let mut broken = false;
     // Container → host.
     while host.host_writable && sock.can_recv() {
@@ -486,7 +507,10 @@ fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> (bool, bool, bool) {
                 sock.close();
                 moved = true;
             }
-            Ok(Ok(_)) => moved = true,
+            Ok(Ok(n)) => {
+                to_container += n;
+                moved = true;
+            }
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => host.host_readable = false,
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(_)) => broken = true,
@@ -503,7 +527,12 @@ fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> (bool, bool, bool) {
     let closed = matches!(sock.state(), State::Closed | State::TimeWait);
     let done = closed && !unflushed;
     let clean = host.shut_wr && host.host_eof;
-    (moved, done, !clean)
+    Pumped {
+        moved,
+        to_container,
+        done,
+        reset: !clean,
+    }
 }
 
 /// True in the states reached only through the container's FIN. `Closed` is not one of
