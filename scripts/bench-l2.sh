@@ -11,8 +11,10 @@
 #   namespace (198.51.100.2, W's default gateway); vswitchd, slirp4netns and pasta all run
 #   inside W, so "the host" of each of them is W.
 #   flow=egress : container opens the connection, data container->W; the iperf3 server in W
-#                 listens on all addresses. vswitchd: client -> 198.51.100.1 (default route
-#                 via the network gateway, NATed to W's sockets); slirp4netns: -> 10.0.2.2
+#                 listens on all addresses. vswitchd: client -> 198.51.100.2, the stub
+#                 beyond W (default route via the network gateway, NATed to W's sockets; a
+#                 container may not reach W's own addresses, so a second iperf3 server runs in
+#                 the stub, one kernel veth hop past W); slirp4netns: -> 10.0.2.2
 #                 (W's 127.0.0.1); pasta: -> 198.51.100.2, the mapped gateway (tap path).
 #   flow=ingress: published port, W opens the connection, data W->container (server in the
 #                 container on 5201). vswitchd: `network connect ... --publish HPORT:5201`
@@ -169,8 +171,12 @@ if has nat; then
   mkns $W $TAG-nstub $TAG-v1 $TAG-v2
   veth $W w0 198.51.100.1/24 $TAG-nstub w1 198.51.100.2/24      # TEST-NET-2, namespaces only
   ip -n $W route add default via 198.51.100.2
+  # A jumbo link, so the 65520 runs through it are not capped by the veth default of 1500.
+  ip -n $W link set w0 mtu 65520; ip -n $TAG-nstub link set w1 mtu 65520
   # One iperf3 server in W on all addresses: 198.51.100.1 (vswitchd) and 127.0.0.1 (slirp, pasta).
   start ip netns exec $W iperf3 -s -p 5201; waitfor listening $W 5201
+  # vswitchd's egress target: beyond W, since containers may not reach W's own addresses.
+  start ip netns exec $TAG-nstub iperf3 -s -p 5201; waitfor listening $TAG-nstub 5201
   # Kernel reference: plain veth pair between two namespaces.
   veth $TAG-v1 v0 10.201.0.1/24 $TAG-v2 v0 10.201.0.2/24
   start ip netns exec $TAG-v2 iperf3 -s -p 5201; waitfor listening $TAG-v2 5201
@@ -226,7 +232,7 @@ if has nat; then
     waitfor listening $W 15401 && waitfor listening $W 15301
 
     ntcp kernel-veth $mtu 'a->b' - $TAG-v1 10.201.0.2 5201
-    ntcp vswitchd    $mtu egress $NVPID $TAG-c$mtu 198.51.100.1 5201
+    ntcp vswitchd    $mtu egress $NVPID $TAG-c$mtu 198.51.100.2 5201
     ntcp slirp4netns $mtu egress $SLIRP $S 10.0.2.2 5201
     ntcp pasta       $mtu egress $PASTA $P 198.51.100.2 5201
     [ -n "${PUBOK[$mtu]:-}" ] || echo "# vswitchd: port ${HPORT[$mtu]} not published, ingress will fail"

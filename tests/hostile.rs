@@ -340,3 +340,112 @@ fn one_container_cannot_take_the_whole_flow_table() {
     // Its neighbour is unaffected.
     still_forwards(&w, &c2);
 }
+
+/// The daemon's resident memory in MiB.
+fn rss_mib(w: &NatWorld) -> u64 {
+    let pid = w.pid().expect("daemon running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+#[test]
+fn flows_cannot_make_the_daemon_hold_memory() {
+    if !privileged("flows_cannot_make_the_daemon_hold_memory") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&["--nat-memory", "64M"]);
+    let baseline = rss_mib(&w);
+    // A far side that accepts and never reads; 300 container flows push into it.
+    let _sink = Bg::sh(
+        &w.servers,
+        r#"python3 -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.2", 7300)); s.listen(512)
+held = []
+end = time.time() + 60
+s.settimeout(1)
+while time.time() < end:
+    try: held.append(s.accept()[0])
+    except OSError: pass
+'"#,
+    );
+    assert!(wait_until(5, || listening(&w.servers, "tcp", 7300)));
+    let pushers = Bg::sh(
+        &c1,
+        r#"python3 -c '
+import socket, time
+conns = []
+for _ in range(300):
+    c = socket.create_connection(("203.0.113.2", 7300), timeout=5); c.setblocking(False); conns.append(c)
+chunk = bytes(65536)
+end = time.time() + 40
+while time.time() < end:
+    for c in conns:
+        try: c.send(chunk)
+        except OSError: pass
+    time.sleep(0.01)
+'"#,
+    );
+    assert!(
+        wait_until(20, || w.stat(NET, "Flows", "Tcp") == 300),
+        "300 stalled flows: {}",
+        w.stats(NET)
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let stalled = rss_mib(&w);
+    let held = w.stats(NET)["BufferBytes"].as_u64().unwrap_or(u64::MAX);
+    eprintln!("RSS: baseline {baseline} MiB, 300 stalled flows {stalled} MiB, buffers {held} B");
+    assert!(held <= 64 << 20, "buffers within --nat-memory: {held}");
+    assert!(
+        stalled <= 2 * baseline + 64 + 64,
+        "300 stalled flows hold {stalled} MiB (baseline {baseline} MiB, budget 64 MiB)"
+    );
+    drop(pushers);
+    assert!(
+        wait_until(20, || w.stat(NET, "Flows", "Tcp") == 0),
+        "flows close with their container: {}",
+        w.stats(NET)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_mib(&w);
+    eprintln!("RSS after they closed: {after} MiB");
+    assert!(
+        after <= 2 * baseline + 64,
+        "RSS returns near the baseline: {after} MiB (baseline {baseline} MiB)"
+    );
+    // 1000 idle flows after a burst of traffic each.
+    let _echo = tcp_echo(&w.servers, 7000);
+    let idle = Bg::sh(
+        &c1,
+        r#"python3 -c '
+import socket, time
+conns = []
+for _ in range(1000):
+    c = socket.create_connection(("203.0.113.2", 7000), timeout=5)
+    c.sendall(bytes(32768)); n = 0
+    while n < 32768: n += len(c.recv(65536))
+    conns.append(c)
+time.sleep(60)
+'"#,
+    );
+    assert!(
+        wait_until(40, || w.stat(NET, "Flows", "Tcp") == 1000),
+        "1000 idle flows: {}",
+        w.stats(NET)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let idle_rss = rss_mib(&w);
+    let held = w.stats(NET)["BufferBytes"].as_u64().unwrap_or(u64::MAX);
+    eprintln!("RSS with 1000 idle flows: {idle_rss} MiB, buffers {held} B");
+    assert!(held <= 1000 * 8192, "idle flows hold 8 KiB of buffers each: {held}");
+    assert!(
+        idle_rss <= 2 * baseline + 64,
+        "1000 idle flows hold {idle_rss} MiB (baseline {baseline} MiB)"
+    );
+    drop(idle);
+}
