@@ -360,7 +360,7 @@ fn flows_cannot_make_the_daemon_hold_memory() {
     let (w, c1) = world_with_c1(&["--nat-memory", "64M"]);
     let baseline = rss_mib(&w);
     // A far side that accepts and never reads; 300 container flows push into it.
-    let _sink = Bg::sh(
+    let sink = Bg::sh(
         &w.servers,
         r#"python3 -c '
 import socket, time
@@ -405,10 +405,12 @@ while time.time() < end:
         stalled <= 2 * baseline + 64 + 64,
         "300 stalled flows hold {stalled} MiB (baseline {baseline} MiB, budget 64 MiB)"
     );
+    // Both ends go away (the far side's unread data makes its kernel reset each flow).
     drop(pushers);
+    drop(sink);
     assert!(
         wait_until(20, || w.stat(NET, "Flows", "Tcp") == 0),
-        "flows close with their container: {}",
+        "flows end with their far side: {}",
         w.stats(NET)
     );
     std::thread::sleep(Duration::from_secs(2));
