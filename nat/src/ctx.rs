@@ -200,12 +200,15 @@ impl Ctx {
         if self.probe.is_none() {
             self.probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok();
         }
-        // No probe socket: fail closed only for what we cannot check, i.e. allow, since the
-        // reserved ranges are refused above and the dial itself needs a socket too.
-        let local = self.probe.as_ref().is_some_and(|p| {
-            p.connect((ip, 9)).is_ok()
-                && matches!(p.local_addr(), Ok(SocketAddr::V4(a)) if *a.ip() == ip)
-        });
+        // Fails closed: what cannot be checked counts as the daemon's own. An address with no
+        // route is not ours (and its dial fails on its own).
+        let local = match self.probe.as_ref() {
+            None => true,
+            Some(p) => match p.connect((ip, 9)) {
+                Err(_) => false,
+                Ok(()) => !matches!(p.local_addr(), Ok(SocketAddr::V4(a)) if *a.ip() != ip),
+            },
+        };
         if self.local_cache.len() >= LOCAL_CACHE_MAX {
             self.local_cache.clear();
         }
