@@ -16,6 +16,11 @@ pub enum DropReason {
     Isolation,
     /// The destination MAC lives on the ingress port itself.
     Hairpin,
+    /// An IPv6 Router Advertisement or Redirect from a container (RA guard).
+    RaGuard,
+    /// An IPv6 packet from a container whose header chain cannot be followed to its upper
+    /// layer within the frame (or that is not IPv6 at all).
+    Malformed,
     /// The ingress port is not attached to the network (not counted on any port).
     UnknownPort,
 }
@@ -32,6 +37,8 @@ impl DropReason {
         DropReason::VlanTagged,
         DropReason::Isolation,
         DropReason::Hairpin,
+        DropReason::RaGuard,
+        DropReason::Malformed,
         DropReason::UnknownPort,
     ];
 
@@ -44,6 +51,8 @@ impl DropReason {
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::Isolation => "isolation",
             DropReason::Hairpin => "hairpin",
+            DropReason::RaGuard => "ra_guard",
+            DropReason::Malformed => "malformed",
             DropReason::UnknownPort => "unknown_port",
         }
     }
