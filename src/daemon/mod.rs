@@ -27,7 +27,7 @@ mod ports;
 mod views;
 
 use inputs::{parse_options, random_id, validate_name};
-use views::{counters_view, endpoint_view, nat_view};
+use views::{counters_view, endpoint_view, health_view, nat_view};
 
 /// Default link MTU.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -459,6 +459,9 @@ impl Daemon {
             },
             mac_table_entries: snap.mac_entries,
             nat: nat_view(&snap.nat),
+            datapath: live
+                .map(|l| health_view(&l.datapath.health()))
+                .unwrap_or_default(),
         })
     }
 }

@@ -1,8 +1,11 @@
 //! How endpoints and counters look in `network inspect` (the JSON contract's view types).
 
+use std::collections::BTreeMap;
+
 use crate::api::types::{
-    EndpointInspect, FlowCounts, NatCountersView, NatStatsView, PortCountersView,
+    DatapathHealth, EndpointInspect, FlowCounts, NatCountersView, NatStatsView, PortCountersView,
 };
+use crate::datapath::HealthReport;
 use crate::state::EndpointState;
 
 /// The inspect entry of one endpoint.
@@ -63,5 +66,25 @@ pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
             expired: c.expired,
             internal_drops: c.internal_drops,
         },
+    }
+}
+
+/// A data path's health as users see it.
+pub(super) fn health_view(h: &HealthReport) -> DatapathHealth {
+    DatapathHealth {
+        healthy: h.healthy(),
+        running: h.running,
+        panics: h.panics,
+        last_panic: h.last_panic.clone(),
+    }
+}
+
+impl super::Daemon {
+    /// The data path health of every served network, by name.
+    pub fn datapath_health(&self) -> BTreeMap<String, DatapathHealth> {
+        self.live
+            .iter()
+            .map(|(name, live)| (name.clone(), health_view(&live.datapath.health())))
+            .collect()
     }
 }
