@@ -15,6 +15,9 @@
 //! quiet for caught panics (their location goes into the log line instead). The release
 //! profile must keep `panic = "unwind"` for this to work.
 //!
+//! Each thread confines itself with [`crate::sandbox`] (seccomp allow-list, no_new_privs)
+//! before it handles a frame.
+//!
 //! Test-only hook: in debug builds (`cfg(debug_assertions)`, never in release builds), when
 //! `VSWITCHD_TEST_PANIC_ETHERTYPE=0xNNNN` is set, a frame of that EtherType makes the data path
 //! panic, so tests can check the recovery without a real bug.
@@ -247,7 +250,16 @@ impl Datapath {
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dp-{name}"))
-            .spawn(move || engine.run(&epoll, &thread_wake, &rx))?;
+            .spawn(move || {
+                match crate::sandbox::enter() {
+                    Ok(()) => tracing::debug!(network = engine.name, "data path sandboxed"),
+                    Err(e) => tracing::warn!(
+                        network = engine.name,
+                        "data path runs without its seccomp sandbox: {e}"
+                    ),
+                }
+                engine.run(&epoll, &thread_wake, &rx)
+            })?;
         Ok(Self {
             name: name.to_string(),
             tx,
