@@ -242,23 +242,10 @@ pub struct EndpointInspect {
     pub aliases: Vec<String>,
 }
 
-/// Per-port counters as shown to users.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortCountersView {
-    /// Frames received from the port.
-    pub rx_frames: u64,
-    /// Bytes received from the port.
-    pub rx_bytes: u64,
-    /// Frames sent to the port.
-    pub tx_frames: u64,
-    /// Bytes sent to the port.
-    pub tx_bytes: u64,
-    /// Frames the port's device refused.
-    pub tx_errors: u64,
-    /// Dropped frames received from the port, by reason (only non-zero reasons).
-    pub drops: BTreeMap<String, u64>,
-}
+/// Per-port counters as shown to users: the switch's own [`switch::PortCounters`], whose
+/// JSON is `RxFrames`, `RxBytes`, `TxFrames`, `TxBytes`, `TxErrors` and `Drops` (reason name →
+/// count, only non-zero reasons).
+pub type PortCountersView = switch::PortCounters;
 
 /// Body of every error reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]

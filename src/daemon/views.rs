@@ -30,22 +30,6 @@ pub(super) fn endpoint_view(
     }
 }
 
-/// Per-port counters as users see them: drops by reason name, zero reasons omitted.
-pub(super) fn counters_view(c: &switch::PortCounters) -> PortCountersView {
-    PortCountersView {
-        rx_frames: c.rx_frames,
-        rx_bytes: c.rx_bytes,
-        tx_frames: c.tx_frames,
-        tx_bytes: c.tx_bytes,
-        tx_errors: c.tx_errors,
-        drops: switch::DropReason::ALL
-            .iter()
-            .filter(|r| c.dropped(**r) > 0)
-            .map(|r| (r.name().to_string(), c.dropped(*r)))
-            .collect(),
-    }
-}
-
 /// The NAT's stats as users see them.
 pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
     let c = &s.counters;
