@@ -11,9 +11,7 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use switch::{
-    GATEWAY, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict,
-};
+use switch::{GATEWAY, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict};
 
 const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
 const CONTAINERS: [(u32, [u8; 6], [u8; 4]); 3] = [
@@ -24,7 +22,14 @@ const CONTAINERS: [(u32, [u8; 6], [u8; 4]); 3] = [
 const UPLINK: PortId = PortId(9);
 const NOT_ATTACHED: PortId = PortId(77);
 /// Ingress choices, by selector byte modulo their number.
-const INGRESS: [PortId; 6] = [GATEWAY, PortId(1), PortId(2), PortId(3), UPLINK, NOT_ATTACHED];
+const INGRESS: [PortId; 6] = [
+    GATEWAY,
+    PortId(1),
+    PortId(2),
+    PortId(3),
+    UPLINK,
+    NOT_ATTACHED,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut rest)) = data.split_first() else {
@@ -43,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
         };
         net.add_port(PortId(id), role).expect("fresh network");
     }
-    net.add_port(UPLINK, PortRole::Uplink).expect("fresh network");
+    net.add_port(UPLINK, PortRole::Uplink)
+        .expect("fresh network");
     // Slot i holds the port INGRESS[i] (the unattached one never receives).
     let mut ports: Vec<MemPort> = (0..INGRESS.len()).map(|_| MemPort::new(2, 1600)).collect();
     let slot = |id: PortId| INGRESS.iter().position(|p| *p == id);
