@@ -7,14 +7,30 @@
 //! preallocated buffer (virtio-net header included), asks the switch where each goes and
 //! writes it, header unchanged, to the destination TAP(s). GSO frames of up to 64 KiB cross
 //! unsegmented. No allocation, lock or clock read per frame.
+//!
+//! **Panics do not take a network down.** Each frame (switch, gateway and NAT included), each
+//! NAT poll and each command runs under [`std::panic::catch_unwind`]: a panic drops that frame,
+//! is counted in the network's [`Health`], is logged once per network (with the frame's
+//! [`FrameSummary`], never its payload) and forwarding goes on. The default panic hook stays
+//! quiet for caught panics (their location goes into the log line instead). The release
+//! profile must keep `panic = "unwind"` for this to work.
+//!
+//! Each thread confines itself with [`crate::sandbox`] (seccomp allow-list, no_new_privs)
+//! before it handles a frame.
+//!
+//! Test-only hook: in debug builds (`cfg(debug_assertions)`, never in release builds), when
+//! `VSWITCHD_TEST_PANIC_ETHERTYPE=0xNNNN` is set, a frame of that EtherType makes the data path
+//! panic, so tests can check the recovery without a real bug.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,7 +38,9 @@ use nat::{DnsView, Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
 use netns_helper::VNET_HDR_LEN;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use switch::{GATEWAY, Network, NetworkConfig, PortCounters, PortId, PortRole, Verdict};
+use switch::{
+    FrameSummary, GATEWAY, Network, NetworkConfig, PortCounters, PortId, PortRole, Verdict,
+};
 use tokio::sync::oneshot;
 
 /// Frames read from one TAP per wakeup before the others get their turn: bounds the latency
@@ -102,11 +120,96 @@ pub struct Snapshot {
     pub nat: NatStats,
 }
 
+/// Panics caught on one network's data path, shared with the control plane (read without a
+/// round trip through the thread, so a wedged thread can still be reported).
+#[derive(Debug, Default)]
+pub struct Health {
+    panics: AtomicU64,
+    last_panic: Mutex<Option<String>>,
+}
+
+/// The health of a data path at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The thread is still running (it only stops when told to, or on an unrecoverable error).
+    pub running: bool,
+    /// Panics caught (each dropped one frame, NAT poll or command).
+    pub panics: u64,
+    /// The last one: message, source location, and what was being processed.
+    pub last_panic: Option<String>,
+}
+
+impl HealthReport {
+    /// Running and never panicked.
+    pub fn healthy(&self) -> bool {
+        self.running && self.panics == 0
+    }
+}
+
+thread_local! {
+    /// Set while a data path thread runs guarded code: the panic hook then records the
+    /// location here instead of printing.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps caught data path panics off stderr.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(Cell::get) {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_LOCATION.with(|p| *p.borrow_mut() = at);
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, catching a panic; the panic's message and location on failure.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    GUARDED.with(|g| g.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(false));
+    result.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_string());
+        match PANIC_LOCATION.with(|p| p.borrow_mut().take()) {
+            Some(at) => format!("{msg} at {at}"),
+            None => msg,
+        }
+    })
+}
+
+/// The test-only panic trigger (see the module docs); always `None` in release builds.
+fn test_panic_ethertype() -> Option<u16> {
+    #[cfg(debug_assertions)]
+    {
+        let v = std::env::var("VSWITCHD_TEST_PANIC_ETHERTYPE").ok()?;
+        let t = u16::from_str_radix(v.trim_start_matches("0x"), 16);
+        if t.is_err() {
+            tracing::warn!("ignoring VSWITCHD_TEST_PANIC_ETHERTYPE={v:?}: not a hex EtherType");
+        }
+        t.ok()
+    }
+    #[cfg(not(debug_assertions))]
+    None
+}
+
 /// The control plane's handle on a data path thread.
 pub struct Datapath {
     name: String,
     tx: mpsc::Sender<Command>,
     wake: Arc<EventFd>,
+    health: Arc<Health>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -131,24 +234,53 @@ impl Datapath {
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
         epoll.add(nat.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, NAT_TOKEN))?;
+        install_panic_hook();
+        let health = Arc::new(Health::default());
         let mut engine = Engine {
+            name: name.to_string(),
             net: Network::new(config),
             gateway,
             nat,
             ports: Ports::default(),
             flood: Vec::with_capacity(64),
             gw_buf: vec![0; FRAME_BUF],
+            health: health.clone(),
+            test_panic_ethertype: test_panic_ethertype(),
         };
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dp-{name}"))
-            .spawn(move || engine.run(&epoll, &thread_wake, &rx))?;
+            .spawn(move || {
+                match crate::sandbox::enter() {
+                    Ok(()) => tracing::debug!(network = engine.name, "data path sandboxed"),
+                    Err(e) => tracing::warn!(
+                        network = engine.name,
+                        "data path runs without its seccomp sandbox: {e}"
+                    ),
+                }
+                engine.run(&epoll, &thread_wake, &rx)
+            })?;
         Ok(Self {
             name: name.to_string(),
             tx,
             wake,
+            health,
             thread: Some(thread),
         })
+    }
+
+    /// The data path's health now (no round trip through the thread).
+    pub fn health(&self) -> HealthReport {
+        HealthReport {
+            running: self.thread.as_ref().is_some_and(|t| !t.is_finished()),
+            panics: self.health.panics.load(Ordering::Relaxed),
+            last_panic: self
+                .health
+                .last_panic
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default(),
+        }
     }
 
     fn send(&self, cmd: Command) -> Result<(), crate::error::Error> {
@@ -290,6 +422,8 @@ impl Ports {
 
 /// Everything the thread owns.
 struct Engine {
+    /// The network's name, for logs.
+    name: String,
     net: Network,
     gateway: Gateway,
     nat: Nat,
@@ -298,6 +432,11 @@ struct Engine {
     flood: Vec<PortId>,
     /// Where the gateway writes its replies (virtio-net header included).
     gw_buf: Vec<u8>,
+    /// Shared with the control plane.
+    health: Arc<Health>,
+    /// Test-only: frames of this EtherType panic (debug builds only).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    test_panic_ethertype: Option<u16>,
 }
 
 impl Engine {
@@ -345,6 +484,28 @@ impl Engine {
         }
     }
 
+    /// Records a caught panic: counted always, logged at error level only the first time.
+    fn record_panic(&mut self, message: &str, context: std::fmt::Arguments<'_>) {
+        let what = format!("{message} (while {context})");
+        let before = self.health.panics.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            tracing::error!(
+                network = self.name,
+                "data path panicked; dropped what it was processing and keeps forwarding \
+                 (further panics are only counted, see `network inspect`): {what}"
+            );
+        } else {
+            tracing::debug!(
+                network = self.name,
+                panics = before + 1,
+                "data path panicked: {what}"
+            );
+        }
+        if let Ok(mut last) = self.health.last_panic.lock() {
+            *last = Some(what);
+        }
+    }
+
     /// Lets the NAT serve host sockets and timers; what it emits goes through the switch.
     fn poll_nat(&mut self, now: u64) {
         let Engine {
@@ -354,79 +515,94 @@ impl Engine {
             nat,
             ..
         } = self;
-        nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, frame, now));
+        let polled = guarded(|| {
+            nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, frame, now))
+        });
+        if let Err(msg) = polled {
+            self.record_panic(&msg, format_args!("polling the NAT"));
+        }
     }
 
-    /// Applies queued commands; false when the thread must stop.
+    /// Applies queued commands, each under the panic guard; false when the thread must stop.
     fn apply_commands(&mut self, epoll: &Epoll, commands: &mpsc::Receiver<Command>) -> bool {
         while let Ok(cmd) = commands.try_recv() {
-            match cmd {
-                Command::AddPort {
-                    id,
-                    fd,
-                    role,
-                    reply,
-                } => {
-                    let res = self
-                        .net
-                        .add_port(id, role)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| {
-                            epoll
-                                .add(
-                                    fd.as_fd(),
-                                    EpollEvent::new(EpollFlags::EPOLLIN, u64::from(id.0)),
-                                )
-                                .map_err(|e| {
-                                    self.net.remove_port(id);
-                                    format!("epoll: {e}")
-                                })
-                        });
-                    if res.is_ok() {
-                        self.ports.insert(id, File::from(fd));
-                        if let PortRole::Container { mac, ipv4 } = role {
-                            self.nat.set_neighbor(ipv4, mac);
-                        }
-                    }
-                    let _ = reply.send(res);
-                }
-                Command::RemovePort { id, reply } => {
-                    if let Some(file) = self.ports.remove(id) {
-                        let _ = epoll.delete(file.as_fd());
-                    }
-                    if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
-                        self.nat.remove_publishes_to(ipv4);
-                        self.nat.forget_neighbor(ipv4);
-                    }
-                    let _ = reply.send(self.net.remove_port(id));
-                }
-                Command::AddPublish { publish, fd, reply } => {
-                    let _ =
-                        reply.send(self.nat.add_publish(publish, fd).map_err(|e| e.to_string()));
-                }
-                Command::RemovePublish {
-                    host,
-                    protocol,
-                    reply,
-                } => {
-                    let _ = reply.send(self.nat.remove_publish(host, protocol));
-                }
-                Command::SetDns(view) => self.nat.set_dns_view(view),
-                Command::Snapshot { reply } => {
-                    let ports = self
-                        .net
-                        .ports()
-                        .filter_map(|(id, _)| Some((id.0, self.net.counters(id)?.clone())))
-                        .collect();
-                    let _ = reply.send(Snapshot {
-                        ports,
-                        gateway: self.gateway.counters().clone(),
-                        mac_entries: self.net.mac_table().len(),
-                        nat: self.nat.stats(),
-                    });
-                }
-                Command::Stop => return false,
+            match guarded(|| self.apply(epoll, cmd)) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                // The command's reply channel was dropped: its caller gets an error.
+                Err(msg) => self.record_panic(&msg, format_args!("applying a command")),
             }
+        }
+        true
+    }
+
+    /// Applies one command; false when the thread must stop.
+    fn apply(&mut self, epoll: &Epoll, cmd: Command) -> bool {
+        match cmd {
+            Command::AddPort {
+                id,
+                fd,
+                role,
+                reply,
+            } => {
+                let res = self
+                    .net
+                    .add_port(id, role)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        epoll
+                            .add(
+                                fd.as_fd(),
+                                EpollEvent::new(EpollFlags::EPOLLIN, u64::from(id.0)),
+                            )
+                            .map_err(|e| {
+                                self.net.remove_port(id);
+                                format!("epoll: {e}")
+                            })
+                    });
+                if res.is_ok() {
+                    self.ports.insert(id, File::from(fd));
+                    if let PortRole::Container { mac, ipv4 } = role {
+                        self.nat.set_neighbor(ipv4, mac);
+                    }
+                }
+                let _ = reply.send(res);
+            }
+            Command::RemovePort { id, reply } => {
+                if let Some(file) = self.ports.remove(id) {
+                    let _ = epoll.delete(file.as_fd());
+                }
+                if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
+                    self.nat.remove_publishes_to(ipv4);
+                    self.nat.forget_neighbor(ipv4);
+                }
+                let _ = reply.send(self.net.remove_port(id));
+            }
+            Command::AddPublish { publish, fd, reply } => {
+                let _ = reply.send(self.nat.add_publish(publish, fd).map_err(|e| e.to_string()));
+            }
+            Command::RemovePublish {
+                host,
+                protocol,
+                reply,
+            } => {
+                let _ = reply.send(self.nat.remove_publish(host, protocol));
+            }
+            Command::SetDns(view) => self.nat.set_dns_view(view),
+            Command::Snapshot { reply } => {
+                let ports = self
+                    .net
+                    .ports()
+                    .filter_map(|(id, _)| Some((id.0, self.net.counters(id)?.clone())))
+                    .collect();
+                let _ = reply.send(Snapshot {
+                    ports,
+                    gateway: self.gateway.counters().clone(),
+                    mac_entries: self.net.mac_table().len(),
+                    nat: self.nat.stats(),
+                });
+            }
+            Command::Stop => return false,
         }
         true
     }
@@ -438,7 +614,16 @@ impl Engine {
                 return;
             };
             match file.read(rx) {
-                Ok(len) if len > VNET_HDR_LEN => self.forward(port, &rx[..len], now),
+                Ok(len) if len > VNET_HDR_LEN => {
+                    let Some(buf) = rx.get(..len) else { return };
+                    if let Err(msg) = guarded(|| self.forward(port, buf, now)) {
+                        let frame = buf.get(VNET_HDR_LEN..).unwrap_or_default();
+                        self.record_panic(
+                            &msg,
+                            format_args!("forwarding from port {port}: {}", FrameSummary(frame)),
+                        );
+                    }
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -455,8 +640,17 @@ impl Engine {
 
     /// Forwards one frame (virtio-net header + Ethernet frame) received on `ingress`.
     fn forward(&mut self, ingress: PortId, buf: &[u8], now: u64) {
-        match self.net.forward(ingress, &buf[VNET_HDR_LEN..], now) {
-            Verdict::Unicast(GATEWAY) => self.deliver_to_gateway(&buf[VNET_HDR_LEN..], now),
+        let Some(frame) = buf.get(VNET_HDR_LEN..) else {
+            return;
+        };
+        #[cfg(debug_assertions)]
+        if let Some(t) = self.test_panic_ethertype
+            && frame.get(12..14) == Some(&t.to_be_bytes()[..])
+        {
+            panic!("test panic hook: EtherType {t:#06x} (VSWITCHD_TEST_PANIC_ETHERTYPE)");
+        }
+        match self.net.forward(ingress, frame, now) {
+            Verdict::Unicast(GATEWAY) => self.deliver_to_gateway(frame, now),
             Verdict::Unicast(dst) => self.transmit(dst, buf),
             Verdict::Flood => {
                 let mut targets = std::mem::take(&mut self.flood);
@@ -464,7 +658,7 @@ impl Engine {
                 self.net.for_each_flood_target(ingress, |p| targets.push(p));
                 for &dst in &targets {
                     if dst == GATEWAY {
-                        self.deliver_to_gateway(&buf[VNET_HDR_LEN..], now);
+                        self.deliver_to_gateway(frame, now);
                     } else {
                         self.transmit(dst, buf);
                     }
@@ -478,34 +672,33 @@ impl Engine {
     /// Delivers a frame to the gateway: its own services answer ARP and pings to it, the NAT
     /// takes the rest; whatever they send goes back through the switch.
     fn deliver_to_gateway(&mut self, frame: &[u8], now: u64) {
-        self.net.count_tx(GATEWAY, frame.len(), true);
-        let mut out = std::mem::take(&mut self.gw_buf);
-        match self.gateway.on_frame(frame, &mut out[VNET_HDR_LEN..]) {
+        let Engine {
+            net,
+            gateway,
+            nat,
+            ports,
+            flood,
+            gw_buf,
+            ..
+        } = self;
+        net.count_tx(GATEWAY, frame.len(), true);
+        let Some(reply) = gw_buf.get_mut(VNET_HDR_LEN..) else {
+            return;
+        };
+        match gateway.on_frame(frame, reply) {
             Some(n) => {
-                // A zeroed virtio-net header: no offload flags, no GSO.
-                out[..VNET_HDR_LEN].fill(0);
-                emit_from_gateway(
-                    &mut self.net,
-                    &mut self.ports,
-                    &mut self.flood,
-                    &out[..VNET_HDR_LEN + n],
-                    now,
-                );
+                if let Some(out) = gw_buf.get_mut(..VNET_HDR_LEN + n) {
+                    // A zeroed virtio-net header: no offload flags, no GSO.
+                    out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
+                    emit_from_gateway(net, ports, flood, out, now);
+                }
             }
             None => {
-                let Engine {
-                    net,
-                    ports,
-                    flood,
-                    nat,
-                    ..
-                } = self;
                 nat.on_frame(frame, &mut |f: &[u8]| {
                     emit_from_gateway(net, ports, flood, f, now)
                 });
             }
         }
-        self.gw_buf = out;
     }
 
     /// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
@@ -520,7 +713,7 @@ fn transmit(net: &mut Network, ports: &mut Ports, dst: PortId, buf: &[u8]) {
         Some(file) => matches!(file.write(buf), Ok(n) if n == buf.len()),
         None => false,
     };
-    net.count_tx(dst, buf.len() - VNET_HDR_LEN, ok);
+    net.count_tx(dst, buf.len().saturating_sub(VNET_HDR_LEN), ok);
 }
 
 /// Sends a frame the gateway produced (header + Ethernet) to wherever the switch says.
@@ -531,7 +724,10 @@ fn emit_from_gateway(
     buf: &[u8],
     now: u64,
 ) {
-    match net.forward(GATEWAY, &buf[VNET_HDR_LEN..], now) {
+    let Some(frame) = buf.get(VNET_HDR_LEN..) else {
+        return;
+    };
+    match net.forward(GATEWAY, frame, now) {
         Verdict::Unicast(dst) if dst != GATEWAY => transmit(net, ports, dst, buf),
         Verdict::Flood => {
             flood.clear();

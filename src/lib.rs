@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error;
 pub mod run;
+pub mod sandbox;
 pub mod state;
 
 /// Default paths: `$XDG_STATE_HOME/vswitchd` or `/var/lib/vswitchd` as root, and

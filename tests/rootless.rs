@@ -20,6 +20,26 @@ fn as_user(args: &[&str]) -> Vec<String> {
     v
 }
 
+/// `(name, Seccomp, NoNewPrivs)` of every `dp-*` thread of process `pid`.
+fn sandboxed_threads(pid: u32) -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let name = field("Name:");
+        if name.starts_with("dp-") {
+            v.push((name, field("Seccomp:"), field("NoNewPrivs:")));
+        }
+    }
+    v
+}
+
 #[test]
 fn unprivileged_daemon_attaches_user_namespace_containers() {
     if !privileged("unprivileged_daemon_attaches_user_namespace_containers") {
@@ -56,6 +76,13 @@ fn unprivileged_daemon_attaches_user_namespace_containers() {
         "0000000000000000",
         "daemon has no capabilities"
     );
+    // Every data path thread is confined: seccomp filter mode, no_new_privs.
+    let dp = sandboxed_threads(pid);
+    assert_eq!(dp.len(), 1, "one data path thread for network rl: {dp:?}");
+    for (name, seccomp, nnp) in &dp {
+        assert_eq!(seccomp, "2", "{name}: Seccomp");
+        assert_eq!(nnp, "1", "{name}: NoNewPrivs");
+    }
 
     // Two containers in user namespaces owned by that uid.
     let c1 = Proc::spawn(

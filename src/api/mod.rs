@@ -26,7 +26,7 @@ pub type Shared = Arc<Mutex<Daemon>>;
 /// Builds the router for the endpoints listed in [`types`].
 pub fn router(daemon: Shared) -> Router {
     Router::new()
-        .route("/_ping", get(|| async { "OK" }))
+        .route("/_ping", get(ping))
         .route("/networks", get(list))
         .route("/networks/create", post(create))
         .route("/networks/{name}", get(inspect).delete(remove))
@@ -37,6 +37,24 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}/stats", get(stats))
         .route("/ports", get(list_ports))
         .with_state(daemon)
+}
+
+/// `OK`, or `DEGRADED` and one line per network when any data path panicked or stopped.
+async fn ping(State(d): State<Shared>) -> String {
+    let health = d.lock().await.datapath_health();
+    if health.values().all(|h| h.healthy) {
+        return "OK".to_string();
+    }
+    let mut body = "DEGRADED\n".to_string();
+    for (name, h) in &health {
+        let line = match (&h.last_panic, h.running) {
+            (_, false) => "data path stopped".to_string(),
+            (Some(last), true) => format!("{} panics, last: {last}", h.panics),
+            (None, true) => "ok".to_string(),
+        };
+        body.push_str(&format!("{name}: {line}\n"));
+    }
+    body
 }
 
 async fn list(State(d): State<Shared>) -> Json<Vec<NetworkSummary>> {

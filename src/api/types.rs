@@ -5,7 +5,9 @@
 //! plus our own fields (`Gateway`, per-endpoint `Interface`, `Netns`, `Status`, `Counters`).
 //!
 //! Endpoints (HTTP/1.1 over the daemon's unix socket, `curl --unix-socket` works):
-//! - `GET /_ping` → `"OK"`
+//! - `GET /_ping` → 200 with `OK` when every data path is healthy; otherwise still 200, with
+//!   `DEGRADED` and one line per network: `NAME: ok` or `NAME: N panics, last: ...` /
+//!   `NAME: data path stopped` (see [`DatapathHealth`])
 //! - `GET /networks` → `[NetworkSummary]`
 //! - `POST /networks/create` [`NetworkCreate`] → [`Created`]
 //! - `GET /networks/{name}` → [`NetworkInspect`]
@@ -114,6 +116,25 @@ pub struct NetworkInspect {
     pub mac_table_entries: usize,
     /// Our own: NAT flows and counters.
     pub nat: NatStatsView,
+    /// Our own: the health of the network's data path thread.
+    #[serde(default)]
+    pub datapath: DatapathHealth,
+}
+
+/// The health of a network's data path: panics are caught (the frame is dropped and
+/// forwarding goes on), counted and reported here.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DatapathHealth {
+    /// Running and never panicked.
+    pub healthy: bool,
+    /// The thread is running.
+    pub running: bool,
+    /// Panics caught since the daemon started.
+    pub panics: u64,
+    /// The last panic: message, location and what was being processed (a frame summary,
+    /// never its payload).
+    pub last_panic: Option<String>,
 }
 
 /// The IPAM section of an inspect.
@@ -218,23 +239,10 @@ pub struct EndpointInspect {
     pub aliases: Vec<String>,
 }
 
-/// Per-port counters as shown to users.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortCountersView {
-    /// Frames received from the port.
-    pub rx_frames: u64,
-    /// Bytes received from the port.
-    pub rx_bytes: u64,
-    /// Frames sent to the port.
-    pub tx_frames: u64,
-    /// Bytes sent to the port.
-    pub tx_bytes: u64,
-    /// Frames the port's device refused.
-    pub tx_errors: u64,
-    /// Dropped frames received from the port, by reason (only non-zero reasons).
-    pub drops: BTreeMap<String, u64>,
-}
+/// Per-port counters as shown to users: the switch's own [`switch::PortCounters`], whose
+/// JSON is `RxFrames`, `RxBytes`, `TxFrames`, `TxBytes`, `TxErrors` and `Drops` (reason name →
+/// count, only non-zero reasons).
+pub type PortCountersView = switch::PortCounters;
 
 /// Body of every error reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ mod ports;
 mod views;
 
 use inputs::{parse_options, random_id, validate_name};
-use views::{counters_view, endpoint_view, nat_view};
+use views::{endpoint_view, health_view, nat_view};
 
 /// Default link MTU.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -419,7 +419,7 @@ impl Daemon {
                 };
                 let counters = port
                     .and_then(|p| snap.ports.get(&p.0))
-                    .map(counters_view)
+                    .cloned()
                     .unwrap_or_default();
                 (ep.id.clone(), endpoint_view(ep, prefix, status, counters))
             })
@@ -461,11 +461,14 @@ impl Daemon {
                 counters: snap
                     .ports
                     .get(&switch::GATEWAY.0)
-                    .map(counters_view)
+                    .cloned()
                     .unwrap_or_default(),
             },
             mac_table_entries: snap.mac_entries,
             nat: nat_view(&snap.nat),
+            datapath: live
+                .map(|l| health_view(&l.datapath.health()))
+                .unwrap_or_default(),
         })
     }
 }

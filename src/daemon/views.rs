@@ -1,6 +1,11 @@
 //! How endpoints and counters look in `network inspect` (the JSON contract's view types).
 
-use crate::api::types::{EndpointInspect, FlowCounts, NatStatsView, PortCountersView};
+use std::collections::BTreeMap;
+
+use crate::api::types::{
+    DatapathHealth, EndpointInspect, FlowCounts, NatStatsView, PortCountersView,
+};
+use crate::datapath::HealthReport;
 use crate::state::EndpointState;
 
 /// The inspect entry of one endpoint.
@@ -25,22 +30,6 @@ pub(super) fn endpoint_view(
     }
 }
 
-/// Per-port counters as users see them: drops by reason name, zero reasons omitted.
-pub(super) fn counters_view(c: &switch::PortCounters) -> PortCountersView {
-    PortCountersView {
-        rx_frames: c.rx_frames,
-        rx_bytes: c.rx_bytes,
-        tx_frames: c.tx_frames,
-        tx_bytes: c.tx_bytes,
-        tx_errors: c.tx_errors,
-        drops: switch::DropReason::ALL
-            .iter()
-            .filter(|r| c.dropped(**r) > 0)
-            .map(|r| (r.name().to_string(), c.dropped(*r)))
-            .collect(),
-    }
-}
-
 /// The NAT's stats as users see them.
 pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
     NatStatsView {
@@ -53,5 +42,25 @@ pub(super) fn nat_view(s: &nat::NatStats) -> NatStatsView {
         buffer_bytes: s.buffer_bytes,
         buffer_limit: s.buffer_limit,
         counters: s.counters.clone(),
+    }
+}
+
+/// A data path's health as users see it.
+pub(super) fn health_view(h: &HealthReport) -> DatapathHealth {
+    DatapathHealth {
+        healthy: h.healthy(),
+        running: h.running,
+        panics: h.panics,
+        last_panic: h.last_panic.clone(),
+    }
+}
+
+impl super::Daemon {
+    /// The data path health of every served network, by name.
+    pub fn datapath_health(&self) -> BTreeMap<String, DatapathHealth> {
+        self.live
+            .iter()
+            .map(|(name, live)| (name.clone(), health_view(&live.datapath.health())))
+            .collect()
     }
 }

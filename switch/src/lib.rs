@@ -36,7 +36,12 @@
 //!      shorter than 28 bytes is a [`DropReason::Runt`];
 //!    * IPv4 (0x0800): the source address must be `ipv4` ([`DropReason::SpoofedIp`]);
 //!      a header shorter than 20 bytes is a [`DropReason::Runt`];
-//!    * IPv6 and every other EtherType: only the MAC check applies.
+//!    * IPv6 (0x86dd): RA guard — Router Advertisements and Redirects (ICMPv6 134, 137)
+//!      are dropped ([`DropReason::RaGuard`]), also behind extension headers; a header
+//!      chain that cannot be followed to its upper layer within the frame, or a header
+//!      that is not IPv6, is [`DropReason::Malformed`] (a truncated fixed header is a
+//!      [`DropReason::Runt`]). No IPv6 source check;
+//!    * every other EtherType: only the MAC check applies.
 //!
 //!    **Gateway** and **Uplink** ports are trusted: no filters.
 //! 3. The source MAC is learned on the ingress port (unless it is a group address).
@@ -55,8 +60,9 @@
 //!
 //! # What it does not do
 //!
-//! The switch does not parse beyond the fixed offsets listed above: no IPv4
-//! options, checksums or fragments, no IPv6 source checks (no NDP inspection), no
+//! The switch does not parse beyond the fixed offsets listed above and the IPv6
+//! header chain: no IPv4 options, checksums or fragments, no IPv6 source checks (no
+//! NDP inspection), no
 //! ARP hardware/protocol type validation, no VLANs (tagged frames from containers
 //! are dropped, trunk frames pass untouched), no STP. Frames are plain Ethernet
 //! without a virtio-net header; the caller strips it. Frames are never modified.
@@ -66,6 +72,8 @@ mod counters;
 mod mac_table;
 mod network;
 pub mod port;
+mod ra_guard;
+mod summary;
 
 use std::fmt;
 
@@ -74,6 +82,7 @@ pub use mac_table::{Learned, MacTable};
 pub use network::{Network, NetworkConfig, Verdict};
 pub use port::mem::MemPort;
 pub use port::{Port, PortRole};
+pub use summary::FrameSummary;
 
 /// Identifies a port within one network; assigned by the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use foldhash::fast::RandomState;
 
+use crate::ra_guard;
 use crate::{
     DropReason, GATEWAY, Mac, MacTable, PortCounters, PortId, PortRole, SwitchError, Tick,
 };
@@ -121,6 +122,7 @@ pub struct Network {
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// Length of an Ethernet/IPv4 ARP body.
@@ -154,11 +156,12 @@ fn is_group(mac: &Mac) -> bool {
     mac[0] & 1 != 0
 }
 
-/// Anti-spoofing for a frame entering on a Container port bound to `mac`/`ipv4`.
+/// Anti-spoofing and RA guard for a frame entering on a Container port bound to `mac`/`ipv4`.
 ///
-/// Parsing is hand-written with fixed offsets on purpose: this runs for every frame
-/// from every container, and only four fields matter. Every access goes through
-/// `first_chunk` (bounds checked once), so a short frame is a `Runt`, never a panic.
+/// ARP and IPv4 are read at fixed offsets on purpose: this runs for every frame from every
+/// container, and only three fields matter. Every access destructures a `first_chunk` (bounds
+/// checked once), so a short frame is a `Runt`, never a panic. IPv6 goes through the RA guard
+/// ([`ra_guard::check`]), which walks the extension header chain with etherparse's views.
 #[inline]
 fn check_container(
     eth: &EthHeader,
@@ -174,10 +177,31 @@ fn check_container(
         ETHERTYPE_ARP => {
             // htype(2) ptype(2) hlen(1) plen(1) oper(2) sha(6) spa(4) tha(6) tpa(4)
             let arp = payload.first_chunk::<ARP_LEN>().ok_or(DropReason::Runt)?;
-            if arp[8..14] != mac[..] {
+            let [
+                _,
+                _,
+                _,
+                _,
+                _,
+                _,
+                _,
+                _,
+                h0,
+                h1,
+                h2,
+                h3,
+                h4,
+                h5,
+                p0,
+                p1,
+                p2,
+                p3,
+                ..,
+            ] = *arp;
+            if [h0, h1, h2, h3, h4, h5] != *mac {
                 return Err(DropReason::SpoofedMac);
             }
-            let spa = &arp[14..18];
+            let spa = [p0, p1, p2, p3];
             if spa != ipv4.octets() && spa != [0u8; 4] {
                 return Err(DropReason::SpoofedIp);
             }
@@ -188,11 +212,13 @@ fn check_container(
             let ip = payload
                 .first_chunk::<IPV4_MIN_LEN>()
                 .ok_or(DropReason::Runt)?;
-            if ip[12..16] != ipv4.octets() {
+            let [_, _, _, _, _, _, _, _, _, _, _, _, s0, s1, s2, s3, ..] = *ip;
+            if [s0, s1, s2, s3] != ipv4.octets() {
                 return Err(DropReason::SpoofedIp);
             }
             Ok(())
         }
+        ETHERTYPE_IPV6 => ra_guard::check(payload),
         _ => Ok(()),
     }
 }
@@ -605,6 +631,50 @@ mod tests {
         assert_eq!(
             net.forward(C1, &f, 0),
             Verdict::Drop(DropReason::SpoofedMac)
+        );
+    }
+
+    /// An all-nodes Router Advertisement from `src` (ICMPv6 type 134, no options).
+    fn router_advertisement(src: Mac) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(src, [0x33, 0x33, 0, 0, 0, 1])
+            .ipv6(
+                [0xfe; 16],
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                255,
+            )
+            .icmpv6(etherparse::Icmpv6Type::Unknown {
+                type_u8: 134,
+                code_u8: 0,
+                bytes5to8: [64, 0, 0x07, 0x08],
+            })
+            .write(&mut f, &[0; 8])
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn ra_guard_drops_container_router_advertisements_only() {
+        let mut net = network(true);
+        let ra = router_advertisement(MAC1);
+        assert_eq!(net.forward(C1, &ra, 0), Verdict::Drop(DropReason::RaGuard));
+        let c = net.counters(C1).unwrap();
+        assert_eq!((c.rx_frames, c.dropped(DropReason::RaGuard)), (1, 1));
+        // A truncated chain hiding the upper layer is malformed.
+        let cut = &ra[..14 + 40];
+        assert_eq!(
+            net.forward(C1, cut, 0),
+            Verdict::Drop(DropReason::Malformed)
+        );
+        assert_eq!(net.counters(C1).unwrap().dropped(DropReason::Malformed), 1);
+        // The gateway and trunks are trusted.
+        assert_eq!(
+            net.forward(GATEWAY, &router_advertisement(GW_MAC), 0),
+            Verdict::Flood
+        );
+        assert_eq!(
+            net.forward(UP, &router_advertisement(REMOTE_X), 0),
+            Verdict::Flood
         );
     }
 

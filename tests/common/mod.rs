@@ -169,6 +169,8 @@ pub struct Daemon {
     /// Run the daemon as this uid:gid (rootless test).
     pub user: Option<u32>,
     vswitchd: PathBuf,
+    /// Extra environment of the daemon process.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -210,7 +212,20 @@ impl Daemon {
             args: args.iter().map(|s| s.to_string()).collect(),
             user,
             vswitchd,
+            env: Vec::new(),
         };
+        d.restart();
+        d
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut d = Self::start(args);
+        d.stop();
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         d.restart();
         d
     }
@@ -236,6 +251,7 @@ impl Daemon {
             .arg(&self.socket)
             .args(&self.args)
             .env("VSWITCHD_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
