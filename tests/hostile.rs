@@ -444,7 +444,10 @@ time.sleep(60)
     let idle_rss = rss_mib(&w);
     let held = w.stats(NET)["BufferBytes"].as_u64().unwrap_or(u64::MAX);
     eprintln!("RSS with 1000 idle flows: {idle_rss} MiB, buffers {held} B");
-    assert!(held <= 1000 * 8192, "idle flows hold 8 KiB of buffers each: {held}");
+    assert!(
+        held <= 1000 * 8192,
+        "idle flows hold 8 KiB of buffers each: {held}"
+    );
     assert!(
         idle_rss <= 2 * baseline + 64,
         "1000 idle flows hold {idle_rss} MiB (baseline {baseline} MiB)"
