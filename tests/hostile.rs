@@ -96,7 +96,7 @@ fn a_long_syn_to_a_closed_port_is_refused_and_the_network_lives_on() {
 /// Sends one raw Ethernet frame from `ns`'s eth0 to the gateway: IPv4 from 10.100.1.2 to
 /// `dst`, protocol `proto` (6 TCP SYN, 17 UDP), to port `port`.
 fn raw_to_gateway(w: &NatWorld, ns: &Netns, dst: &str, proto: u8, port: u16) {
-    let gw_mac = w.inspect(NET)[0]["Gateway"]["MacAddress"]
+    let gw_mac = w.inspect(NET)["Gateway"]["MacAddress"]
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| "02:42:0a:64:01:01".to_string());
@@ -453,4 +453,119 @@ time.sleep(60)
         "1000 idle flows hold {idle_rss} MiB (baseline {baseline} MiB)"
     );
     drop(idle);
+}
+
+#[test]
+fn a_relayed_dns_answer_never_reaches_another_container() {
+    if !privileged("a_relayed_dns_answer_never_reaches_another_container") {
+        return;
+    }
+    let w = NatWorld::start(&["--network", "net=10.100.1.0/24", "--dns", FAR_IP]);
+    w.ctl_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.100.2.0/24",
+        "--opt",
+        "icc=false",
+        "quiet",
+    ]);
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    assert_eq!(w.connect("quiet", &a, "a"), "10.100.2.2");
+    assert_eq!(w.connect("quiet", &b, "b"), "10.100.2.3");
+    // An upstream that answers every question after one second, with 203.0.113.77.
+    let _slow = Bg::sh(
+        &w.servers,
+        r#"python3 -c '
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("203.0.113.2", 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    time.sleep(1)
+    r = q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + q[12:]
+    r += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([203, 0, 113, 77])
+    s.sendto(r, peer)
+'"#,
+    );
+    assert!(wait_until(5, || listening_on(
+        &w.servers, "udp", FAR_IP, 53
+    )));
+    let gw = "10.100.2.1";
+    // A asks over TCP and resets its connection before the answer comes back.
+    let r = py(
+        &a,
+        10,
+        &format!(
+            "import socket, struct\n\
+             q = bytes.fromhex(\"abcd01000001000000000000\") + b\"\\x06secret\\x07example\\x00\\x00\\x01\\x00\\x01\"\n\
+             s = socket.create_connection((\"{gw}\", 53), timeout=3)\n\
+             s.sendall(struct.pack(\"!H\", len(q)) + q)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack(\"ii\", 1, 0))\n\
+             s.close(); print(\"asked\")\n"
+        ),
+    );
+    assert_eq!(r.stdout().trim(), "asked", "{}", w.why(&r));
+    // B connects at once (its flow may take A's slot) and listens for 3 s.
+    let r = py(
+        &b,
+        10,
+        &format!(
+            "import socket\n\
+             s = socket.create_connection((\"{gw}\", 53), timeout=3)\n\
+             s.settimeout(3)\n\
+             try: got = s.recv(4096)\n\
+             except socket.timeout: got = b\"\"\n\
+             print(\"got\", len(got), got.hex())\n"
+        ),
+    );
+    assert_eq!(
+        r.stdout().trim(),
+        "got 0",
+        "B must not receive A's answer: {}",
+        w.why(&r)
+    );
+}
+
+#[test]
+fn a_ping_flood_to_the_gateway_is_rate_limited_per_container() {
+    if !privileged("a_ping_flood_to_the_gateway_is_rate_limited_per_container") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    let c2 = Netns::new("c2");
+    assert_eq!(w.connect(NET, &c2, "c2"), "10.100.1.3");
+    // A flood for 5 s (ping exits 1 when replies go missing: that is the point).
+    let r = run(&c1, 20, &format!("ping -q -f -w 5 {GW}"));
+    assert!(r.stdout().contains("packets transmitted"), "{}", w.why(&r));
+    let limited = w.inspect(NET)["Gateway"]["RateLimited"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        limited > 0,
+        "the flood was limited: {}",
+        w.inspect(NET)["Gateway"]
+    );
+    assert!(c2.ping(GW), "the neighbour still reaches the gateway");
+}
+
+#[test]
+fn ping_to_a_broadcast_address_does_not_claim_ping_is_unavailable() {
+    if !privileged("ping_to_a_broadcast_address_does_not_claim_ping_is_unavailable") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&[]);
+    let _ = run(&c1, 5, "ping -c 1 -W 1 198.51.100.255");
+    let _ = run(&c1, 5, "ping -b -c 1 -W 1 255.255.255.255");
+    assert!(
+        c1.ping(FAR_IP),
+        "ping through the NAT works: {}",
+        w.plain_log()
+    );
+    assert!(
+        !w.plain_log()
+            .contains("ping to outside addresses unavailable"),
+        "a refused destination is not 'ping unavailable': {}",
+        w.plain_log()
+    );
 }
