@@ -265,17 +265,14 @@ impl Tcp {
         }
     }
 
-    /// Timers: pending dials, smoltcp's own, then data for every flow.
+    /// Timers: pending dials and smoltcp's own.
+    ///
+    /// Flows are pumped when something happened to them: a segment from the container, an
+    /// event on the host socket, an answer for a local connection. What smoltcp's timers do
+    /// to a flow on their own (a retransmission giving up) is picked up by [`Tcp::sweep`].
     pub(crate) fn poll(&mut self, ctx: &mut Ctx, sink: &mut Sink<'_>) {
         self.check_dials(ctx, sink);
         self.poll_iface(ctx, None, sink);
-        let mut handles = std::mem::take(&mut self.scratch);
-        handles.clear();
-        handles.extend(self.flows.iter().map(|(h, _)| h));
-        for &h in &handles {
-            self.pump(ctx, h, sink);
-        }
-        self.scratch = handles;
     }
 
     /// Moves bytes between the two sides of one flow and handles closing.
@@ -337,6 +334,7 @@ impl Tcp {
         handles.extend(self.flows.iter().map(|(h, _)| h));
         let now = ctx.now;
         for &h in &handles {
+            self.pump(ctx, h, sink);
             let Some(flow) = self.flows.get(h) else {
                 continue;
             };
