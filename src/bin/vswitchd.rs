@@ -11,14 +11,8 @@ use vswitchd::daemon::{Config, DEFAULT_MTU, Daemon};
 
 /// Rootless userspace virtual switch: Docker-style bridge networks for containers, served
 /// from one unprivileged process. Runs in the foreground; `vswitchctl` talks to it.
-///
-/// State: DIR/state.json (mode 0600, DIR 0700) is checked on start exactly as API requests
-/// are; if it is unreadable or invalid the daemon stops with one line and leaves it as it is.
-/// Each save keeps the replaced file as DIR/state.json.bak (move it to state.json to go
-/// back). API: request bodies are limited to 1 MiB (413); at most 128 connections are kept,
-/// the longest-idle one is closed for a new one, and a request must arrive within 10 s.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// Serve this network, creating it if it is new (with SUBNET, or the next free subnet of
     /// Docker's default pools). Repeatable. Networks already in the state directory are
@@ -29,7 +23,8 @@ struct Args {
     /// State directory [default: $XDG_STATE_HOME/vswitchd, or /var/lib/vswitchd as root].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// API socket [default: $XDG_RUNTIME_DIR/vswitchd.sock, or /run/vswitchd.sock as root].
+    /// API socket, mode 0600 [default: $XDG_RUNTIME_DIR/vswitchd.sock, or
+    /// /run/vswitchd.sock as root].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Default MTU of new networks.
@@ -57,6 +52,14 @@ struct Args {
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     dns_timeout: u64,
 }
+
+const AFTER_HELP: &str = "\
+State: DIR/state.json (mode 0600, DIR 0700) is checked at start with the rules the API
+applies; if it is unreadable or invalid, vswitchd stops with one line and leaves it as it
+is. Each save keeps the file it replaces as DIR/state.json.bak: move that to state.json to
+go back to the previous good state.
+API: request bodies over 1 MiB get 413; at most 128 connections are kept open (the
+longest-idle one is closed to make room), and a request must arrive within 10 s.";
 
 /// Test-only: the helper first sleeps for the milliseconds written in this file, when it
 /// exists (tests of the helper timeout). The daemon itself never reads it.
