@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::api::types::PortMapping;
 use crate::daemon::inputs::{check_mac, check_mtu, validate_name};
+use crate::error::one_line;
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -127,8 +128,9 @@ impl State {
     /// # Errors
     /// One line: the JSON error, or the first rule the content breaks.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let state: State = serde_json::from_slice(bytes).map_err(|e| format!("not valid: {e}"))?;
-        state.validate()?;
+        let state: State =
+            serde_json::from_slice(bytes).map_err(|e| one_line(&format!("not valid: {e}")))?;
+        state.validate().map_err(|e| one_line(&e))?;
         Ok(state)
     }
 
@@ -314,11 +316,6 @@ fn check_ifname(name: &str) -> Result<(), String> {
     } else {
         Err(format!("interface name {name:.80?} is not valid"))
     }
-}
-
-/// Error text on one line (serde and I/O messages are, but never trust it).
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
 }
 
 /// Deserializes a JSON object into a map, refusing a key given twice (serde's default keeps
@@ -531,6 +528,21 @@ mod tests {
         );
         let e = State::parse(twice.as_bytes()).unwrap_err();
         assert!(e.contains("given twice"), "{e}");
+    }
+
+    /// The fuzz seeds are state files the daemon wrote (networks with every option,
+    /// endpoints with ports, aliases, static IP and MAC): each loads.
+    #[test]
+    fn state_files_written_by_the_daemon_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state_load");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let s = State::parse(&std::fs::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += s.networks.len();
+        }
+        assert!(n >= 5, "seeds hold networks");
     }
 
     #[test]

@@ -160,6 +160,25 @@ pub const POST_ENDPOINTS: [&str; 5] = [
 mod tests {
     use super::*;
 
+    /// Fuzz finding (api_body): serde copies an unknown field's name, newline included, into
+    /// its message; the message clients get must still be one line.
+    #[test]
+    fn an_unknown_field_with_a_newline_is_reported_on_one_line() {
+        let body = b"{\"Contai\\\\\\ne@r\":\"/run/c1\",\"Name\":\r\r\r";
+        let e = check_body("/networks/{name}/connect", body).unwrap_err();
+        assert!(e.to_string().contains('\n'), "the raw text has the newline");
+        let msg = e.message();
+        assert!(
+            !msg.contains('\n') && msg.contains("unknown field"),
+            "{msg}"
+        );
+        let mac = br#"{"Container":"1","Mac":"\n\u001b[31m"}"#;
+        let msg = check_body("/networks/{name}/connect", mac)
+            .unwrap_err()
+            .message();
+        assert!(!msg.chars().any(char::is_control), "{msg}");
+    }
+
     #[test]
     fn bodies_are_refused_with_one_line() {
         for (path, body) in [
@@ -194,7 +213,7 @@ mod tests {
             ),
             ("/networks/{name}/disconnect", br#"[]"#),
         ] {
-            let e = check_body(path, body).unwrap_err().to_string();
+            let e = check_body(path, body).unwrap_err().message();
             assert!(!e.is_empty() && !e.contains('\n'), "{path} {body:?}: {e}");
         }
         check_body(

@@ -51,6 +51,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Response> {
         let reply = |status: StatusCode, message: String| {
+            let message = crate::error::one_line(&message);
             (status, Json(types::ErrorBody { message })).into_response()
         };
         let read = axum::body::to_bytes(req.into_body(), checks::MAX_BODY);
