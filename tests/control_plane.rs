@@ -337,11 +337,18 @@ fn hundreds_of_idle_or_half_sent_connections_do_not_keep_others_waiting() {
     let d = Daemon::start(&["--network", "n=10.97.4.0/24"]);
     let pid = d.pid().unwrap();
     let baseline = fds(pid);
+    // Silent, half a request line, or a whole head with half its body.
     let mut idle = Vec::new();
     for i in 0..300 {
         let mut s = UnixStream::connect(&d.socket).unwrap();
-        if i % 2 == 0 {
-            s.write_all(b"GET /netw").unwrap(); // half a request line
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(b"GET /netw").unwrap(),
+            _ => s
+                .write_all(
+                    b"POST /networks/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Na",
+                )
+                .unwrap(),
         }
         idle.push(s);
     }
@@ -382,6 +389,13 @@ fn hundreds_of_idle_or_half_sent_connections_do_not_keep_others_waiting() {
         }
     }
     assert!(closed >= 90, "only {closed} of the 100 oldest were closed");
+    // A body that stops coming is answered 408 after 10 s; the newest was never closed.
+    let last = idle.last_mut().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut resp = String::new();
+    let _ = last.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp:?}");
     drop(idle);
     d.ctl_ok(&["network", "inspect", "n"]);
 }

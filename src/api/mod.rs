@@ -50,6 +50,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     type Rejection = Response;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Response> {
+        let working = req.extensions().get::<serve::Working>().cloned();
         let reply = |status: StatusCode, message: String| {
             let message = crate::error::one_line(&message);
             (status, Json(types::ErrorBody { message })).into_response()
@@ -79,6 +80,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             }
             Ok(Ok(b)) => b,
         };
+        if let Some(w) = working {
+            w.body_received();
+        }
         checks::decode(&bytes)
             .map(Body)
             .map_err(IntoResponse::into_response)

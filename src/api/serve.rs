@@ -2,14 +2,15 @@
 //!
 //! Whoever can open the socket can open many connections and send nothing, or half a
 //! request. So: at most [`MAX_CONNECTIONS`] are kept open; when one more arrives, the
-//! connection that has been idle longest (no request being handled) is closed to make room,
-//! and a new one is refused only when every slot is busy handling a request. A request head
+//! connection that has been idle longest is closed to make room, and a new one is refused
+//! only when every slot is busy handling a request. A connection counts as busy only once a
+//! whole request (head and body) has arrived: sending half of one is being idle. A request head
 //! must arrive within [`HEADER_TIMEOUT`] (this also ends idle keep-alive connections) and its
 //! body within [`super::BODY_TIMEOUT`]. Slow or idle clients thus never hold more than
 //! [`MAX_CONNECTIONS`] file descriptors and never keep a prompt client waiting.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// One open connection, as the accept loop sees it.
-struct Conn {
-    /// Requests being handled now.
+pub(crate) struct Conn {
+    /// Requests being handled now whose body has been received (see [`Working`]).
     in_flight: AtomicUsize,
     /// When a request last started or finished (or the connection was opened).
     last_active: Mutex<Instant>,
@@ -53,6 +54,44 @@ impl Conn {
 }
 
 type Conns = Arc<Mutex<HashMap<u64, Arc<Conn>>>>;
+
+/// A request in a request's extensions: it counts as work on its connection (which then is
+/// never closed to make room) once its whole body has arrived ([`Working::body_received`]);
+/// a client still sending its head or body is as idle as one sending nothing.
+#[derive(Clone)]
+pub struct Working(Arc<WorkingInner>);
+
+struct WorkingInner {
+    conn: Arc<Conn>,
+    counted: AtomicBool,
+}
+
+impl Working {
+    fn new(conn: Arc<Conn>) -> Self {
+        conn.touch();
+        Working(Arc::new(WorkingInner {
+            conn,
+            counted: AtomicBool::new(false),
+        }))
+    }
+
+    /// The request's body is complete: the daemon is now working on it.
+    pub fn body_received(&self) {
+        if !self.0.counted.swap(true, Ordering::SeqCst) {
+            self.0.conn.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.0.conn.touch();
+        }
+    }
+}
+
+impl Drop for WorkingInner {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            self.conn.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.conn.touch();
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests being handled
 /// finish (up to 10 s).
@@ -143,15 +182,16 @@ async fn run_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let tracked = conn.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let app = app.clone();
-        let conn = tracked.clone();
-        conn.in_flight.fetch_add(1, Ordering::SeqCst);
-        conn.touch();
+        let working = Working::new(tracked.clone());
+        if hyper::body::Body::is_end_stream(req.body()) {
+            working.body_received();
+        }
+        req.extensions_mut().insert(working.clone());
         async move {
             let resp = app.oneshot(req.map(axum::body::Body::new)).await;
-            conn.in_flight.fetch_sub(1, Ordering::SeqCst);
-            conn.touch();
+            drop(working);
             resp
         }
     });
