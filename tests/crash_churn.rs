@@ -163,6 +163,15 @@ fn kill_9_during_attach_churn_loses_no_lease_and_never_gives_an_address_twice() 
             );
             told.insert(name.clone(), Told::Attached);
         }
+        let leftovers: Vec<String> = std::fs::read_dir(&d.state_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "round {round}: temp files of cut-short saves: {leftovers:?}"
+        );
         if round + 1 == rounds {
             break;
         }

@@ -106,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&state_dir)?;
     // Checked before anything else happens: a bad state stops the daemon untouched.
     let state = vswitchd::state::State::load(&state_dir)?;
+    remove_stale_temp_files(&state_dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,6 +148,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         drop(shared);
         served.context("API server failed")
     })
+}
+
+/// Removes the temp files of saves cut short by a crash (`.state.json.tmp.PID`,
+/// `.state.json.bak.tmp.PID`); we hold the directory's lock, so no save is under way.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".state.json.tmp.") || name.starts_with(".state.json.bak.tmp.") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The gid of a group name (or number).
