@@ -62,6 +62,7 @@ impl Error {
                 }
                 H::NotANetns(_) => StatusCode::BAD_REQUEST,
                 H::Enter { .. } => StatusCode::FORBIDDEN,
+                H::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::State { .. } | Error::Datapath(_) => StatusCode::INTERNAL_SERVER_ERROR,
