@@ -1,6 +1,13 @@
 //! Attaching and detaching containers: validate everything first, lease an address, have the
 //! helper create the TAP, plug it into the data path, publish ports, persist; any failure
 //! undoes the steps before it.
+//!
+//! The daemon is locked for the steps before and after the netns helper, never while it
+//! runs (up to [`super::HELPER_TIMEOUT`]), so other requests are served meanwhile. In
+//! between, an attach holds its lease and claims its name, namespace and MAC as a
+//! [`PendingAttach`]; saves leave its lease out, so a crash never leaves a lease without an
+//! endpoint. A detach keeps its endpoint (and lease) in the state until the interface is
+//! gone, so a crash in between re-attaches it rather than losing track of it.
 
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
