@@ -63,10 +63,11 @@ fn keep_backup(path: &Path, backup: &Path) -> Result<bool, IpamError> {
     }
     // A state file written by an older version may be world-readable: its backup is not.
     fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(&tmp))?;
-    if let Err(e) = fs::rename(&tmp, backup) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(backup)(e));
-    }
+    let renamed = fs::rename(&tmp, backup);
+    // rename() between two links of one file does nothing: after a crash between the two
+    // renames of a save, `backup` and `path` are one file, and the temp link stays behind.
+    let _ = fs::remove_file(&tmp);
+    renamed.map_err(io_err(backup))?;
     Ok(true)
 }
 
@@ -206,6 +207,21 @@ mod tests {
             let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", p.display());
         }
+        assert_eq!(entries(dir.path()), ["state.json", "state.json.bak"]);
+    }
+
+    /// Found by tests/crash_churn: a kill between the backup's rename and the state's
+    /// leaves both names on one file; the next save must still leave no temp file.
+    #[test]
+    fn backup_already_linked_to_the_file_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let bak = dir.path().join("state.json.bak");
+        fs::write(&path, b"one").unwrap();
+        fs::hard_link(&path, &bak).unwrap();
+        write_atomic_with_backup(&path, b"two", &bak).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read(&bak).unwrap(), b"one");
         assert_eq!(entries(dir.path()), ["state.json", "state.json.bak"]);
     }
 
