@@ -62,6 +62,7 @@ impl Error {
                 }
                 H::NotANetns(_) => StatusCode::BAD_REQUEST,
                 H::Enter { .. } => StatusCode::FORBIDDEN,
+                H::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::State { .. } | Error::Datapath(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,10 +70,31 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The message as clients receive it: [`one_line`].
+    pub fn message(&self) -> String {
+        one_line(&self.to_string())
+    }
+}
+
+/// Text made safe to print as one line: control characters (newlines included, which serde
+/// copies from unknown field names and the like) are escaped as `\n`, `\u{1b}`, ...
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            message: self.to_string(),
+            message: self.message(),
         };
         (self.status(), axum::Json(body)).into_response()
     }

@@ -19,7 +19,7 @@ pub use error::IpamError;
 pub use lease::AddressPool;
 pub use mac::{InvalidMac, MacAddr};
 pub use pool::{default_subnets, next_free_subnet};
-pub use store::{load_json, save_json, write_atomic};
+pub use store::{FILE_MODE, load_json, save_json, write_atomic, write_atomic_with_backup};
 pub use subnet::{SubnetConfig, check_no_overlap, overlaps, parse_cidr};
 
 /// Re-exported so callers name the same subnet type as this crate.

@@ -145,6 +145,12 @@ pub enum HelperError {
         /// The kernel's answer.
         reason: String,
     },
+    /// The helper did not answer in time; it was killed.
+    #[error("netns helper did not answer within {secs} s and was killed")]
+    TimedOut {
+        /// The time allowed, in whole seconds (at least 1).
+        secs: u64,
+    },
     /// Spawning or talking to the helper failed.
     #[error("netns helper: {0}")]
     Channel(String),
@@ -157,7 +163,20 @@ pub enum HelperError {
 /// [`HelperError::Channel`] when the helper cannot be started or dies; otherwise the error the
 /// helper reported.
 pub fn call(exe: &Path, request: &Request) -> Result<(Reply, Option<OwnedFd>), HelperError> {
-    fdpass::call(exe, request)
+    fdpass::call(exe, request, None)
+}
+
+/// Like [`call`], but a helper that has not answered within `timeout` is killed (and
+/// reaped) and [`HelperError::TimedOut`] is returned.
+///
+/// # Errors
+/// As [`call`], plus [`HelperError::TimedOut`].
+pub fn call_timeout(
+    exe: &Path,
+    request: &Request,
+    timeout: std::time::Duration,
+) -> Result<(Reply, Option<OwnedFd>), HelperError> {
+    fdpass::call(exe, request, Some(timeout))
 }
 
 /// Entry point of the helper process: serves the one request on stdin and exits.

@@ -1,27 +1,30 @@
 //! The control API: HTTP/JSON over the daemon's unix socket (see [`types`] for the contract).
 //!
-//! Handlers lock the daemon's control-plane state for the duration of one operation; the
-//! data path threads never take that lock, so traffic is not stalled by API calls.
+//! Handlers lock the daemon's control-plane state for the duration of one operation, except
+//! while the netns helper runs (attach, detach); the data path threads never take that
+//! lock, so traffic is not stalled by API calls. Bodies are limited to 1 MiB (413) and 10 s
+//! (408); [`serve`] bounds connections.
 
+pub mod checks;
+pub mod serve;
 pub mod types;
 
-use std::sync::Arc;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::sync::Mutex;
 
-use crate::daemon::Daemon;
 use crate::error::Error;
 use types::{
     Connect, Created, Disconnect, EndpointInspect, NatStatsView, NetworkCreate, NetworkInspect,
     NetworkSummary, PortMapping, PortRequest, PortRow,
 };
 
-/// The daemon as shared by the handlers.
-pub type Shared = Arc<Mutex<Daemon>>;
+pub use crate::daemon::Shared;
+
+/// How long a client may take to send a request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Builds the router for the endpoints listed in [`types`].
 pub fn router(daemon: Shared) -> Router {
@@ -57,13 +60,81 @@ async fn ping(State(d): State<Shared>) -> String {
     body
 }
 
+/// A JSON request body, read within [`BODY_TIMEOUT`] and [`checks::MAX_BODY`] bytes and
+/// decoded by [`checks::decode`]: 408, 413 or 400 with a one-line [`types::ErrorBody`].
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Response> {
+        let working = req.extensions().get::<serve::Working>().cloned();
+        let reply = |status: StatusCode, message: String| {
+            let message = crate::error::one_line(&message);
+            (status, Json(types::ErrorBody { message })).into_response()
+        };
+        let read = axum::body::to_bytes(req.into_body(), checks::MAX_BODY);
+        let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Err(_) => {
+                return Err(reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "request body not received within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Ok(Err(e)) if is_too_large(&e) => {
+                return Err(reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is larger than {} bytes", checks::MAX_BODY),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        if let Some(w) = working {
+            w.body_received();
+        }
+        checks::decode(&bytes)
+            .map(Body)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Runs a daemon operation as its own task, so a client that hangs up mid-request cannot
+/// cancel it between its steps (an attach half done would be left behind).
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Datapath(format!("request task: {e}")))?
+}
+
 async fn list(State(d): State<Shared>) -> Json<Vec<NetworkSummary>> {
     Json(d.lock().await.list())
 }
 
 async fn create(
     State(d): State<Shared>,
-    Json(req): Json<NetworkCreate>,
+    Body(req): Body<NetworkCreate>,
 ) -> Result<(StatusCode, Json<Created>), Error> {
     let id = d.lock().await.create_network(req)?;
     Ok((StatusCode::CREATED, Json(Created { id })))
@@ -84,42 +155,51 @@ async fn remove(State(d): State<Shared>, Path(name): Path<String>) -> Result<Sta
 async fn connect(
     State(d): State<Shared>,
     Path(name): Path<String>,
-    Json(req): Json<Connect>,
+    Body(req): Body<Connect>,
 ) -> Result<Json<EndpointInspect>, Error> {
-    Ok(Json(d.lock().await.connect(&name, req).await?))
+    let view = detached(async move { crate::daemon::connect(&d, &name, req).await }).await?;
+    Ok(Json(view))
 }
 
 async fn disconnect(
     State(d): State<Shared>,
     Path(name): Path<String>,
-    Json(req): Json<Disconnect>,
+    Body(req): Body<Disconnect>,
 ) -> Result<StatusCode, Error> {
-    d.lock().await.disconnect(&name, &req.container).await?;
+    checks::check_disconnect(&req)?;
+    detached(async move { crate::daemon::disconnect(&d, &name, &req.container).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn add_port(
     State(d): State<Shared>,
     Path(name): Path<String>,
-    Json(req): Json<PortRequest>,
+    Body(req): Body<PortRequest>,
 ) -> Result<(StatusCode, Json<PortMapping>), Error> {
-    let m = d
-        .lock()
-        .await
-        .add_port(&name, &req.container, &req.publish)
-        .await?;
+    checks::check_port(&req)?;
+    let m = detached(async move {
+        d.lock()
+            .await
+            .add_port(&name, &req.container, &req.publish)
+            .await
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
 
 async fn remove_port(
     State(d): State<Shared>,
     Path(name): Path<String>,
-    Json(req): Json<PortRequest>,
+    Body(req): Body<PortRequest>,
 ) -> Result<StatusCode, Error> {
-    d.lock()
-        .await
-        .remove_port(&name, &req.container, &req.publish)
-        .await?;
+    checks::check_port(&req)?;
+    detached(async move {
+        d.lock()
+            .await
+            .remove_port(&name, &req.container, &req.publish)
+            .await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,22 +7,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use vswitchd::daemon::{Config, DEFAULT_MTU, DEFAULT_NETWORK, Daemon};
+use vswitchd::daemon::{Config, DEFAULT_MTU, Daemon};
 
 /// Rootless userspace virtual switch: Docker-style bridge networks for containers, served
 /// from one unprivileged process. Runs in the foreground; `vswitchctl` talks to it.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// Serve this network, creating it if it is new (with SUBNET, or the next free subnet of
-    /// Docker's default pools). Repeatable. With none given, "bridge" 172.17.0.0/16 is served.
-    /// Networks already in the state directory are always served.
+    /// Docker's default pools). Repeatable. Networks already in the state directory are
+    /// always served; with none given and none in the state, "bridge" 172.17.0.0/16 is
+    /// created.
     #[arg(long = "network", value_name = "NAME[=SUBNET]")]
     networks: Vec<String>,
     /// State directory [default: $XDG_STATE_HOME/vswitchd, or /var/lib/vswitchd as root].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// API socket [default: $XDG_RUNTIME_DIR/vswitchd.sock, or /run/vswitchd.sock as root].
+    /// API socket, mode 0600 [default: $XDG_RUNTIME_DIR/vswitchd.sock, or
+    /// /run/vswitchd.sock as root].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Default MTU of new networks.
@@ -49,6 +51,10 @@ struct Args {
     /// container is told it is unreachable.
     #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
     connect_timeout: u64,
+    /// Let members of GROUP use the API socket too (mode 0660, group GROUP, as Docker's
+    /// `docker` group); without it the socket is 0600, owner only.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// Upstream DNS resolver for names that are not containers' (repeatable)
     /// [default: the nameservers of /etc/resolv.conf].
     #[arg(long = "dns", value_name = "IP")]
@@ -69,10 +75,27 @@ fn parse_memory(s: &str) -> Result<u64, String> {
     }
     Ok(bytes)
 }
+const AFTER_HELP: &str = "\
+State: DIR/state.json (mode 0600, DIR 0700) is checked at start with the rules the API
+applies; if it is unreadable or invalid, vswitchd stops with one line and leaves it as it
+is. Each save keeps the file it replaces as DIR/state.json.bak: move that to state.json to
+go back to the previous good state.
+API: request bodies over 1 MiB get 413; at most 128 connections are kept open (the
+longest-idle one is closed to make room), and a request must arrive within 10 s.";
+
+/// Test-only: the helper first sleeps for the milliseconds written in this file, when it
+/// exists (tests of the helper timeout). The daemon itself never reads it.
+const TEST_HELPER_DELAY_FILE: &str = "VSWITCHD_TEST_HELPER_DELAY_FILE";
 
 fn main() {
     // The netns helper must run before any thread exists (setns into a user namespace).
     if std::env::args_os().nth(1).as_deref() == Some(netns_helper::HELPER_ARG.as_ref()) {
+        if let Some(file) = std::env::var_os(TEST_HELPER_DELAY_FILE)
+            && let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(ms) = text.trim().parse::<u64>()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         netns_helper::helper_main();
     }
     let args = Args::parse();
@@ -92,6 +115,7 @@ fn main() {
 fn run(args: Args) -> anyhow::Result<()> {
     let state_dir = args.state_dir.unwrap_or_else(vswitchd::paths::state_dir);
     let socket = args.socket.unwrap_or_else(vswitchd::paths::socket);
+    let socket_group = args.socket_group.as_deref().map(group_id).transpose()?;
     let mut wanted = Vec::new();
     for spec in &args.networks {
         let (name, subnet) = match spec.split_once('=') {
@@ -100,21 +124,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         wanted.push((name, subnet));
     }
-    if wanted.is_empty() {
-        wanted.push((
-            DEFAULT_NETWORK.0.to_string(),
-            Some(DEFAULT_NETWORK.1.to_string()),
-        ));
-    }
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    private_dir(&state_dir)?;
     let _lock = lock_state_dir(&state_dir)?;
+    // Checked before anything else happens: a bad state stops the daemon untouched.
+    let state = vswitchd::state::State::load(&state_dir)?;
+    remove_stale_temp_files(&state_dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = bind(&socket)?;
+        let listener = bind(&socket, socket_group)?;
         let config = Config {
             state_dir,
             mtu: args.mtu,
@@ -132,25 +152,77 @@ fn run(args: Args) -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_secs(args.dns_timeout),
             },
         };
-        let daemon = Daemon::start(config, &wanted).await?;
+        let daemon = match Daemon::start(config, state, &wanted).await {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(e);
+            }
+        };
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
         let reaper = shared.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(vswitchd::daemon::REAP_EVERY);
             loop {
                 tick.tick().await;
-                reaper.lock().await.reap().await;
+                vswitchd::daemon::reap(&reaper).await;
             }
         });
         tracing::info!(socket = %socket.display(), "vswitchd ready");
         let app = vswitchd::api::router(shared.clone());
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let served = vswitchd::api::serve::serve(listener, app, shutdown_signal()).await;
         let _ = std::fs::remove_file(&socket);
         drop(shared);
         served.context("API server failed")
     })
+}
+
+/// Removes the temp files of saves cut short by a crash (`.state.json.tmp.PID`,
+/// `.state.json.bak.tmp.PID`); we hold the directory's lock, so no save is under way.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".state.json.tmp.") || name.starts_with(".state.json.bak.tmp.") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The gid of a group name (or number).
+fn group_id(name: &str) -> anyhow::Result<nix::unistd::Gid> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => anyhow::bail!("unknown group {name:?} for --socket-group"),
+        Err(e) => anyhow::bail!("cannot look up group {name:?} for --socket-group: {e}"),
+    }
+}
+
+/// Creates the state directory if needed and makes it (and every file in it) owner-only.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict state directory {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let meta = entry.path().symlink_metadata();
+        if meta.is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 != 0) {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The resolvers names are relayed to: `--dns`, or the IPv4 nameservers of /etc/resolv.conf.
@@ -181,10 +253,12 @@ fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
 /// Holds an exclusive lock on the state directory so two daemons never share it.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     let path = dir.join("lock");
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
@@ -196,7 +270,11 @@ fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>
 }
 
 /// Binds the API socket, replacing a stale file left by a crash but never a live daemon's.
-fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+/// The socket is 0600, or 0660 with group `group`; it never exists with wider permissions.
+fn bind(
+    socket: &Path,
+    group: Option<nix::unistd::Gid>,
+) -> anyhow::Result<tokio::net::UnixListener> {
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             anyhow::bail!(
@@ -211,9 +289,21 @@ fn bind(socket: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+    // The socket file is created by bind() with the umask applied: make it owner-only from
+    // its first instant (no other thread creates files at this point).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = tokio::net::UnixListener::bind(socket);
+    nix::sys::stat::umask(old);
+    let listener = listener.with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let mode = match group {
+        Some(gid) => {
+            nix::unistd::chown(socket, None, Some(gid))
+                .with_context(|| format!("cannot give {} to group {gid}", socket.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot restrict {}", socket.display()))?;
     Ok(listener)
 }

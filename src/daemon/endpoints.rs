@@ -1,27 +1,91 @@
 //! Attaching and detaching containers: validate everything first, lease an address, have the
 //! helper create the TAP, plug it into the data path, publish ports, persist; any failure
 //! undoes the steps before it.
+//!
+//! The daemon is locked for the steps before and after the netns helper, never while it
+//! runs (up to [`super::HELPER_TIMEOUT`]), so other requests are served meanwhile. In
+//! between, an attach holds its lease and claims its name, namespace and MAC as a
+//! [`PendingAttach`]; saves leave its lease out, so a crash never leaves a lease without an
+//! endpoint. A detach keeps its endpoint (and lease) in the state until the interface is
+//! gone, so a crash in between re-attaches it rather than losing track of it.
 
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use ipam::MacAddr;
-use netns_helper::{AttachSpec, Reply, Request};
+use netns_helper::{AttachSpec, NsId, Reply, Request};
 
-use super::Daemon;
 use super::inputs::{default_endpoint_name, ns_identity, random_id, resolve_netns, validate_name};
-use super::ports::same_host_port;
 use super::views::endpoint_view;
+use super::{Daemon, Shared, call_helper};
+use crate::api::checks::check_connect;
 use crate::api::types::{Connect, EndpointInspect, PortCountersView, PortMapping};
 use crate::error::Error;
 use crate::state::EndpointState;
 
+/// An attach between its two locked steps: the lease is held (left out of saves), the name,
+/// namespace and MAC are claimed against concurrent attaches.
+pub(super) struct PendingAttach {
+    pub network: String,
+    pub name: String,
+    pub ns_id: NsId,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// What the second locked step of an attach needs.
+struct Attach {
+    id: String,
+    network: String,
+    name: String,
+    netns: PathBuf,
+    ns_id: NsId,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+    prefix_len: u8,
+    mappings: Vec<PortMapping>,
+    aliases: Vec<String>,
+    spec: AttachSpec,
+    exe: PathBuf,
+}
+
+/// Attaches a container to a network. The daemon is locked to check and lease, unlocked
+/// while the netns helper creates the TAP (bounded by [`super::HELPER_TIMEOUT`]), and locked
+/// again to plug, publish and persist; other requests are served meanwhile.
+///
+/// # Errors
+/// Unknown network, missing namespace, name or address in use, pool exhausted, helper
+/// failures or timeout. Nothing is left allocated or created on error.
+pub async fn connect(d: &Shared, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
+    let attach = d.lock().await.begin_attach(network, req)?;
+    let made = call_helper(attach.exe.clone(), Request::Attach(attach.spec.clone())).await;
+    let undo = {
+        let mut daemon = d.lock().await;
+        match daemon.finish_attach(&attach, made).await {
+            Ok(view) => return Ok(view),
+            Err(e) => e,
+        }
+    };
+    let (e, made) = undo;
+    if let Some(ifname) = made {
+        let _ = call_helper(
+            attach.exe.clone(),
+            Request::Detach {
+                netns: attach.netns.clone(),
+                ns_id: attach.ns_id,
+                ifname,
+            },
+        )
+        .await;
+    }
+    Err(e)
+}
+
 impl Daemon {
-    /// Attaches a container to a network.
-    ///
-    /// # Errors
-    /// Unknown network, missing namespace, name or address in use, pool exhausted, helper
-    /// failures. Nothing is left allocated or created on error.
-    pub async fn connect(&mut self, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
+    /// First step of an attach: every check, then the lease and the claims.
+    fn begin_attach(&mut self, network: &str, req: Connect) -> Result<Attach, Error> {
+        let plan = check_connect(&req)?;
         let net = self.network(network)?;
         let netns = resolve_netns(&req.container)?;
         let ns_id = ns_identity(&netns)?;
@@ -30,83 +94,80 @@ impl Daemon {
             None => default_endpoint_name(&netns),
         };
         validate_name("container name", &name)?;
-        for a in &req.aliases {
-            validate_name("alias", a)?;
-        }
         // Only live endpoints count: the kernel reuses a dead namespace's inode number, so a
         // lost endpoint's identity may now belong to a new container.
         let live_ports = self.live.get(network).map(|l| &l.ports);
         let is_live = |id: &String| live_ports.is_some_and(|p| p.contains_key(id));
+        let pending = self.pending.values().filter(|p| p.network == network);
         if let Some(ep) = net
             .endpoints
             .values()
             .find(|e| e.ns_id == ns_id && is_live(&e.id))
+            .map(|e| e.name.as_str())
+            .or_else(|| {
+                pending
+                    .clone()
+                    .find(|p| p.ns_id == ns_id)
+                    .map(|p| p.name.as_str())
+            })
         {
             return Err(Error::Conflict(format!(
-                "container {} is already connected to network {network} as {}",
-                req.container, ep.name
+                "container {} is already connected to network {network} as {ep}",
+                req.container
             )));
         }
-        if net.endpoints.values().any(|e| e.name == name) {
+        if net.endpoints.values().any(|e| e.name == name) || pending.clone().any(|p| p.name == name)
+        {
             return Err(Error::Conflict(format!(
                 "container name {name} is already in use on network {network}"
             )));
         }
-        let mac = req
-            .mac
-            .as_deref()
-            .map(|m| {
-                m.parse::<MacAddr>()
-                    .map_err(|e| Error::Invalid(e.to_string()))
-                    .and_then(|mac| {
-                        if mac.is_unicast() {
-                            Ok(mac)
-                        } else {
-                            Err(Error::Invalid(format!("MAC address {mac} is multicast")))
-                        }
-                    })
-            })
-            .transpose()?;
         let mut mappings = Vec::new();
-        for spec in &req.publish {
-            let m = self.check_mapping(network, spec)?;
-            if mappings.iter().any(|o: &PortMapping| same_host_port(o, &m)) {
-                return Err(Error::Conflict(format!("{spec} is given twice")));
-            }
-            mappings.push(m);
+        for m in &plan.mappings {
+            mappings.push(self.check_mapping(network, &m.to_string())?);
         }
-        let net = self.network(network)?;
         let prefix_len = net.pool.config().subnet.prefix_len();
         let gateway = net.pool.config().gateway;
         let mtu = net.mtu;
         let id = random_id();
-
-        let pool = &mut self
-            .state
-            .networks
-            .get_mut(network)
-            .expect("checked above")
-            .pool;
+        let Some(net) = self.state.networks.get_mut(network) else {
+            return Err(Error::NotFound(format!("network {network} not found")));
+        };
         let ip = match req.ip {
             Some(ip) => {
-                pool.reserve(ip, &id)?;
+                net.pool.reserve(ip, &id)?;
                 ip
             }
-            None => pool.allocate(&id)?,
+            None => net.pool.allocate(&id)?,
         };
-        let mac = mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
-        if let Some(other) = self
-            .network(network)?
+        let mac = plan.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
+        let taken = net
             .endpoints
             .values()
             .find(|e| e.mac == mac)
-        {
-            let other = other.name.clone();
+            .map(|e| e.name.clone())
+            .or_else(|| {
+                self.pending
+                    .values()
+                    .find(|p| p.network == network && p.mac == mac)
+                    .map(|p| p.name.clone())
+            });
+        if let Some(other) = taken {
             self.release(network, ip);
             return Err(Error::Conflict(format!(
                 "MAC address {mac} is already used by {other} on network {network}"
             )));
         }
+        self.pending.insert(
+            id.clone(),
+            PendingAttach {
+                network: network.to_string(),
+                name: name.clone(),
+                ns_id,
+                ip,
+                mac,
+            },
+        );
         let spec = AttachSpec {
             netns: netns.clone(),
             reopen: None,
@@ -117,52 +178,90 @@ impl Daemon {
             gateway,
             mtu,
         };
-        let (ifname, fd) = match self.call_helper(Request::Attach(spec)).await {
+        Ok(Attach {
+            id,
+            network: network.to_string(),
+            name,
+            netns,
+            ns_id,
+            ip,
+            mac,
+            prefix_len,
+            mappings,
+            aliases: req.aliases,
+            spec,
+            exe: self.config.helper_exe.clone(),
+        })
+    }
+
+    /// Second step of an attach: plug the TAP, publish, persist. On failure everything is
+    /// undone here except the interface in the container, whose name is returned so the
+    /// caller can have it deleted without holding the lock.
+    async fn finish_attach(
+        &mut self,
+        a: &Attach,
+        made: Result<(Reply, Option<OwnedFd>), Error>,
+    ) -> Result<EndpointInspect, (Error, Option<String>)> {
+        self.pending.remove(&a.id);
+        let (ifname, fd) = match made {
             Ok((Reply::Attached { ifname, .. }, Some(fd))) => (ifname, fd),
             Ok(_) => {
-                self.release(network, ip);
-                return Err(Error::Datapath("helper answered without a TAP".into()));
+                self.release(&a.network, a.ip);
+                return Err((
+                    Error::Datapath("helper answered without a TAP".into()),
+                    None,
+                ));
             }
             Err(e) => {
-                self.release(network, ip);
-                return Err(e);
+                self.release(&a.network, a.ip);
+                return Err((e, None));
             }
         };
         let ep = EndpointState {
-            id: id.clone(),
-            name: name.clone(),
-            netns,
-            ns_id,
+            id: a.id.clone(),
+            name: a.name.clone(),
+            netns: a.netns.clone(),
+            ns_id: a.ns_id,
             ifname,
-            ip,
-            mac,
-            ports: mappings.clone(),
-            aliases: req.aliases.clone(),
+            ip: a.ip,
+            mac: a.mac,
+            ports: a.mappings.clone(),
+            aliases: a.aliases.clone(),
         };
-        if let Err(e) = self.plug(network, &id, &ep, fd).await {
-            self.undo_attach(network, &ep).await;
-            return Err(e);
+        let fail = |e: Error, ep: &EndpointState| Err((e, Some(ep.ifname.clone())));
+        if let Err(e) = self.plug(&a.network, &a.id, &ep, fd).await {
+            self.undo_attach(&a.network, &ep).await;
+            return fail(e, &ep);
         }
-        for (i, m) in mappings.iter().enumerate() {
-            if let Err(e) = self.publish_one(network, ip, *m).await {
-                for done in &mappings[..i] {
-                    self.unpublish_one(network, *done).await;
+        for (i, m) in a.mappings.iter().enumerate() {
+            if let Err(e) = self.publish_one(&a.network, a.ip, *m).await {
+                for done in a.mappings.iter().take(i) {
+                    self.unpublish_one(&a.network, *done).await;
                 }
-                self.undo_attach(network, &ep).await;
-                return Err(e);
+                self.undo_attach(&a.network, &ep).await;
+                return fail(e, &ep);
             }
         }
-        let net = self.state.networks.get_mut(network).expect("checked above");
-        net.endpoints.insert(id.clone(), ep.clone());
+        let Some(net) = self.state.networks.get_mut(&a.network) else {
+            self.undo_attach(&a.network, &ep).await;
+            return fail(
+                Error::NotFound(format!("network {} not found", a.network)),
+                &ep,
+            );
+        };
+        net.endpoints.insert(a.id.clone(), ep.clone());
         self.publish_names();
         if let Err(e) = self.save() {
-            self.undo_attach(network, &ep).await;
-            return Err(e);
+            for m in &a.mappings {
+                self.unpublish_one(&a.network, *m).await;
+            }
+            self.undo_attach(&a.network, &ep).await;
+            return fail(e, &ep);
         }
-        tracing::info!(network, endpoint = name, ip = %ip, mac = %mac, ifname = ep.ifname, "endpoint attached");
+        tracing::info!(network = a.network, endpoint = a.name, ip = %a.ip, mac = %a.mac, ifname = ep.ifname, "endpoint attached");
         Ok(endpoint_view(
             &ep,
-            prefix_len,
+            a.prefix_len,
             "attached".into(),
             PortCountersView::default(),
         ))
@@ -174,20 +273,14 @@ impl Daemon {
         }
     }
 
-    /// Reverses a partly done attach: port, interface, lease, state entry.
+    /// Reverses a partly done attach in the daemon: port, lease, state entry. The caller
+    /// deletes the interface.
     async fn undo_attach(&mut self, network: &str, ep: &EndpointState) {
         if let Some(live) = self.live.get_mut(network)
             && let Some(port) = live.ports.remove(&ep.id)
         {
             let _ = live.datapath.remove_port(port).await;
         }
-        let _ = self
-            .call_helper(Request::Detach {
-                netns: ep.netns.clone(),
-                ns_id: ep.ns_id,
-                ifname: ep.ifname.clone(),
-            })
-            .await;
         if let Some(net) = self.state.networks.get_mut(network) {
             net.endpoints.remove(&ep.id);
         }
@@ -195,13 +288,19 @@ impl Daemon {
         self.publish_names();
     }
 
-    /// Detaches an endpoint (by name or id): closes its port, deletes its interface, frees its
-    /// address.
-    ///
-    /// # Errors
-    /// Unknown network or endpoint; failing to persist.
-    pub async fn disconnect(&mut self, network: &str, container: &str) -> Result<(), Error> {
+    /// First step of a detach: unplug the port (traffic stops at once) and mark the endpoint
+    /// as detaching. It stays in the state, with its lease, until the interface is gone.
+    async fn begin_detach(
+        &mut self,
+        network: &str,
+        container: &str,
+    ) -> Result<(EndpointState, bool, PathBuf), Error> {
         let ep = self.endpoint(network, container)?.clone();
+        if self.detaching.contains(&ep.id) {
+            return Err(Error::Conflict(format!(
+                "container {container} is already being disconnected from network {network}"
+            )));
+        }
         let mut was_live = false;
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);
@@ -210,22 +309,18 @@ impl Daemon {
                 was_live = true;
             }
         }
-        // A lost endpoint's namespace is gone (its path may even hold a new one): only a live
-        // endpoint has an interface to delete.
-        if was_live
-            && let Err(e) = self
-                .call_helper(Request::Detach {
-                    netns: ep.netns.clone(),
-                    ns_id: ep.ns_id,
-                    ifname: ep.ifname.clone(),
-                })
-                .await
-        {
-            tracing::warn!(network, endpoint = ep.name, "interface not removed: {e}");
+        self.detaching.insert(ep.id.clone());
+        self.publish_names();
+        Ok((ep, was_live, self.config.helper_exe.clone()))
+    }
+
+    /// Last step of a detach: forget the endpoint, free its address, persist.
+    fn finish_detach(&mut self, network: &str, ep: &EndpointState) -> Result<(), Error> {
+        self.detaching.remove(&ep.id);
+        if let Some(net) = self.state.networks.get_mut(network) {
+            net.endpoints.remove(&ep.id);
+            net.pool.release(ep.ip);
         }
-        let net = self.state.networks.get_mut(network).expect("checked above");
-        net.endpoints.remove(&ep.id);
-        net.pool.release(ep.ip);
         self.publish_names();
         self.save()?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
@@ -233,15 +328,38 @@ impl Daemon {
     }
 }
 
+/// Detaches an endpoint (by name or id): closes its port, deletes its interface (the helper
+/// runs without the daemon locked), frees its address.
+///
+/// # Errors
+/// Unknown network or endpoint, a detach already in progress; failing to persist.
+pub async fn disconnect(d: &Shared, network: &str, container: &str) -> Result<(), Error> {
+    let (ep, was_live, exe) = d.lock().await.begin_detach(network, container).await?;
+    // A lost endpoint's namespace is gone (its path may even hold a new one): only a live
+    // endpoint has an interface to delete.
+    if was_live
+        && let Err(e) = call_helper(
+            exe,
+            Request::Detach {
+                netns: ep.netns.clone(),
+                ns_id: ep.ns_id,
+                ifname: ep.ifname.clone(),
+            },
+        )
+        .await
+    {
+        tracing::warn!(network, endpoint = ep.name, "interface not removed: {e}");
+    }
+    d.lock().await.finish_detach(network, &ep)
+}
+
 /// How often attached endpoints are checked for a namespace that went away.
 pub const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Daemon {
-    /// Detaches every attached endpoint whose namespace is gone: its file no longer exists
-    /// (`ip netns del`, the process of `/proc/PID/ns/net` exited) or now names another
-    /// namespace. Our TAP fd would otherwise keep the dead namespace alive and its name
-    /// resolvable. Returns how many were detached.
-    pub async fn reap(&mut self) -> usize {
+    /// Attached endpoints whose namespace is gone: its file no longer exists (`ip netns
+    /// del`, the process of `/proc/PID/ns/net` exited) or now names another namespace.
+    fn gone_endpoints(&self) -> Vec<(String, String, String)> {
         let mut gone = Vec::new();
         for (network, net) in &self.state.networks {
             let Some(live) = self.live.get(network) else {
@@ -257,14 +375,21 @@ impl Daemon {
                 }
             }
         }
-        let mut n = 0;
-        for (network, id, name) in gone {
-            tracing::info!(network, endpoint = name, "namespace gone; detaching");
-            match self.disconnect(&network, &id).await {
-                Ok(()) => n += 1,
-                Err(e) => tracing::warn!(network, endpoint = name, "detach failed: {e}"),
-            }
-        }
-        n
+        gone
     }
+}
+
+/// Detaches every attached endpoint whose namespace is gone. Our TAP fd would otherwise keep
+/// the dead namespace alive and its name resolvable. Returns how many were detached.
+pub async fn reap(d: &Shared) -> usize {
+    let gone = d.lock().await.gone_endpoints();
+    let mut n = 0;
+    for (network, id, name) in gone {
+        tracing::info!(network, endpoint = name, "namespace gone; detaching");
+        match disconnect(d, &network, &id).await {
+            Ok(()) => n += 1,
+            Err(e) => tracing::warn!(network, endpoint = name, "detach failed: {e}"),
+        }
+    }
+    n
 }

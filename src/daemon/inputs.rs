@@ -10,7 +10,7 @@ use netns_helper::NsId;
 use crate::error::Error;
 
 /// Checks a network or container name: 1–64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
-pub(super) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -26,16 +26,43 @@ pub(super) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
     }
 }
 
+/// Checks a link MTU: 68..=65520.
+pub(crate) fn check_mtu(mtu: u32) -> Result<u32, Error> {
+    if (68..=65520).contains(&mtu) {
+        Ok(mtu)
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid MTU {mtu}: must be 68..=65520"
+        )))
+    }
+}
+
+/// Checks that a MAC address may be given to a container (unicast).
+pub(crate) fn check_mac(mac: ipam::MacAddr) -> Result<ipam::MacAddr, Error> {
+    if mac.is_unicast() {
+        Ok(mac)
+    } else {
+        Err(Error::Invalid(format!("MAC address {mac} is multicast")))
+    }
+}
+
+/// Parses and checks a MAC address typed by the user.
+pub(crate) fn parse_mac(text: &str) -> Result<ipam::MacAddr, Error> {
+    text.parse::<ipam::MacAddr>()
+        .map_err(|e| Error::Invalid(e.to_string()))
+        .and_then(check_mac)
+}
+
 /// Driver options of a network, typed.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct NetworkOptions {
+pub(crate) struct NetworkOptions {
     pub icc: bool,
     pub mtu: Option<u32>,
     pub host_loopback: bool,
 }
 
 /// Reads `icc`, `mtu` and `host_loopback` from driver options (short or Docker spelling).
-pub(super) fn parse_options(options: &BTreeMap<String, String>) -> Result<NetworkOptions, Error> {
+pub(crate) fn parse_options(options: &BTreeMap<String, String>) -> Result<NetworkOptions, Error> {
     let mut out = NetworkOptions {
         icc: true,
         mtu: None,

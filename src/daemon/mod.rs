@@ -4,7 +4,7 @@
 //! Every operation validates first, then acts, then persists; a failure at any step undoes
 //! the earlier ones, so a refused request changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
@@ -17,16 +17,18 @@ use crate::api::types::{
 };
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
-use crate::state::{EndpointState, NetworkState, STATE_VERSION, State};
+use crate::state::{EndpointState, NetworkState, State};
 
 mod endpoints;
-pub use endpoints::REAP_EVERY;
-mod inputs;
+pub use endpoints::{REAP_EVERY, connect, disconnect, reap};
+pub(crate) mod inputs;
 mod names;
 mod ports;
+pub(crate) use ports::same_host_port;
 mod views;
 
-use inputs::{parse_options, random_id, validate_name};
+use crate::api::checks::check_create;
+use inputs::{check_mtu, random_id};
 use views::{endpoint_view, health_view, nat_view};
 
 /// Default link MTU.
@@ -74,6 +76,33 @@ pub struct Daemon {
     config: Config,
     state: State,
     live: HashMap<String, Live>,
+    /// Endpoint id → an attach whose helper is running (the daemon is not locked meanwhile).
+    pending: HashMap<String, endpoints::PendingAttach>,
+    /// Endpoint ids whose detach is in progress.
+    detaching: HashSet<String>,
+}
+
+/// The daemon as shared by the API handlers and the reaper. Operations that wait for the
+/// netns helper take the lock before and after it, never across it.
+pub type Shared = std::sync::Arc<tokio::sync::Mutex<Daemon>>;
+
+/// How long a netns helper may take before it is killed.
+pub const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one helper request off the async runtime, bounded by [`HELPER_TIMEOUT`].
+async fn call_helper(
+    exe: PathBuf,
+    request: Request,
+) -> Result<(Reply, Option<std::os::fd::OwnedFd>), Error> {
+    let (reply, fd) = tokio::task::spawn_blocking(move || {
+        netns_helper::call_timeout(&exe, &request, HELPER_TIMEOUT)
+    })
+    .await
+    .map_err(|e| Error::Datapath(format!("helper task: {e}")))??;
+    match reply {
+        Reply::Failed(e) => Err(e.into()),
+        r => Ok((r, fd)),
+    }
 }
 
 impl Daemon {
@@ -86,25 +115,30 @@ impl Daemon {
     /// start.
     pub async fn start(
         config: Config,
+        state: State,
         wanted: &[(String, Option<String>)],
     ) -> anyhow::Result<Self> {
-        let state = State::load(&state_path(&config.state_dir))?;
-        if state.version != STATE_VERSION {
-            anyhow::bail!(
-                "state file {} has version {}, this daemon reads {STATE_VERSION}",
-                state_path(&config.state_dir).display(),
-                state.version
-            );
-        }
         let mut daemon = Daemon {
             config,
             state,
             live: HashMap::new(),
+            pending: HashMap::new(),
+            detaching: HashSet::new(),
         };
         let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
         for name in &names {
             daemon.serve(name)?;
         }
+        let default;
+        let wanted = if wanted.is_empty() && daemon.state.networks.is_empty() {
+            default = [(
+                DEFAULT_NETWORK.0.to_string(),
+                Some(DEFAULT_NETWORK.1.to_string()),
+            )];
+            &default[..]
+        } else {
+            wanted
+        };
         for (name, subnet) in wanted {
             match daemon.state.networks.get(name) {
                 Some(net) => {
@@ -134,10 +168,23 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Persists the state. Leases of attaches still in progress are left out: until their
+    /// endpoint exists, a crash must not leave a lease without an owner.
     fn save(&self) -> Result<(), Error> {
-        let path = state_path(&self.config.state_dir);
-        self.state.save(&path).map_err(|e| Error::State {
-            path,
+        let dir = &self.config.state_dir;
+        let result = if self.pending.is_empty() {
+            self.state.save(dir)
+        } else {
+            let mut state = self.state.clone();
+            for p in self.pending.values() {
+                if let Some(net) = state.networks.get_mut(&p.network) {
+                    net.pool.release(p.ip);
+                }
+            }
+            state.save(dir)
+        };
+        result.map_err(|e| Error::State {
+            path: state_path(dir),
             reason: e.to_string(),
         })
     }
@@ -260,14 +307,7 @@ impl Daemon {
         &self,
         request: Request,
     ) -> Result<(Reply, Option<std::os::fd::OwnedFd>), Error> {
-        let exe = self.config.helper_exe.clone();
-        let (reply, fd) = tokio::task::spawn_blocking(move || netns_helper::call(&exe, &request))
-            .await
-            .map_err(|e| Error::Datapath(format!("helper task: {e}")))??;
-        match reply {
-            Reply::Failed(e) => Err(e.into()),
-            r => Ok((r, fd)),
-        }
+        call_helper(self.config.helper_exe.clone(), request).await
     }
 
     /// Creates a network (not yet in state) and starts serving it. Returns its id.
@@ -275,20 +315,14 @@ impl Daemon {
     /// # Errors
     /// Invalid name/CIDR/gateway/options, a name in use, an overlapping subnet.
     pub fn create_network(&mut self, req: NetworkCreate) -> Result<String, Error> {
-        validate_name("network name", &req.name)?;
+        let plan = check_create(&req)?;
         if self.state.networks.contains_key(&req.name) {
             return Err(Error::Conflict(format!(
                 "network name {} is already in use",
                 req.name
             )));
         }
-        let opts = parse_options(&req.options)?;
-        let mtu = req.mtu.or(opts.mtu).unwrap_or(self.config.mtu);
-        if !(68..=65520).contains(&mtu) {
-            return Err(Error::Invalid(format!(
-                "invalid MTU {mtu}: must be 68..=65520"
-            )));
-        }
+        let mtu = check_mtu(plan.mtu.unwrap_or(self.config.mtu))?;
         let existing: Vec<(String, Ipv4Net)> = self
             .state
             .networks
@@ -296,9 +330,8 @@ impl Daemon {
             .map(|n| (n.name.clone(), n.pool.config().subnet))
             .collect();
         let subnets: Vec<Ipv4Net> = existing.iter().map(|(_, s)| *s).collect();
-        let subnet = match &req.subnet {
-            Some(s) => {
-                let subnet = ipam::parse_cidr(s)?;
+        let subnet = match plan.subnet {
+            Some(subnet) => {
                 if let Some((other, net)) =
                     existing.iter().find(|(_, n)| ipam::overlaps(n, &subnet))
                 {
@@ -310,8 +343,7 @@ impl Daemon {
             }
             None => ipam::next_free_subnet(&subnets)?,
         };
-        let ip_range = req.ip_range.as_deref().map(ipam::parse_cidr).transpose()?;
-        let config = SubnetConfig::new(subnet, req.gateway, ip_range)?;
+        let config = SubnetConfig::new(subnet, plan.gateway, plan.ip_range)?;
         let id = random_id();
         let net = NetworkState {
             name: req.name.clone(),
@@ -319,8 +351,8 @@ impl Daemon {
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             pool: AddressPool::new(config),
             internal: req.internal,
-            icc: opts.icc,
-            host_loopback: opts.host_loopback,
+            icc: plan.icc,
+            host_loopback: plan.host_loopback,
             mtu,
             endpoints: BTreeMap::new(),
         };
@@ -341,6 +373,11 @@ impl Daemon {
     /// Unknown network, or endpoints still attached.
     pub fn remove_network(&mut self, name: &str) -> Result<(), Error> {
         let net = self.network(name)?;
+        if self.pending.values().any(|p| p.network == name) {
+            return Err(Error::Conflict(format!(
+                "network {name} has a container being connected; try again"
+            )));
+        }
         if !net.endpoints.is_empty() {
             let names: Vec<&str> = net.endpoints.values().map(|e| e.name.as_str()).collect();
             return Err(Error::Conflict(format!(
@@ -348,7 +385,9 @@ impl Daemon {
                 names.join(", ")
             )));
         }
-        let removed = self.state.networks.remove(name).expect("checked above");
+        let Some(removed) = self.state.networks.remove(name) else {
+            return Err(Error::NotFound(format!("network {name} not found")));
+        };
         if let Err(e) = self.save() {
             self.state.networks.insert(name.to_string(), removed);
             return Err(e);
