@@ -35,9 +35,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nat::{DnsView, Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
-use netns_helper::VNET_HDR_LEN;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use switch::vnet::LEN as VNET_HDR_LEN;
 use switch::{
     FrameSummary, GATEWAY, Network, NetworkConfig, PortCounters, PortId, PortRole, Verdict,
 };
@@ -61,7 +61,7 @@ const AGE_EVERY: u64 = 10;
 /// A request from the control plane to a data path thread.
 pub enum Command {
     /// Attach a container's TAP.
-    AddPort {
+    Attach {
         /// Port id, unique in the network.
         id: PortId,
         /// The TAP (non-blocking, with virtio-net header).
@@ -72,7 +72,7 @@ pub enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Detach a port, closing its fd; answers its final counters.
-    RemovePort {
+    Detach {
         /// Port id.
         id: PortId,
         /// Final counters, None if the port was unknown.
@@ -306,13 +306,13 @@ impl Datapath {
     ///
     /// # Errors
     /// When the thread is gone or refuses the port.
-    pub async fn add_port(
+    pub async fn attach(
         &self,
         id: PortId,
         fd: OwnedFd,
         role: PortRole,
     ) -> Result<(), crate::error::Error> {
-        self.request(|reply| Command::AddPort {
+        self.request(|reply| Command::Attach {
             id,
             fd,
             role,
@@ -326,12 +326,8 @@ impl Datapath {
     ///
     /// # Errors
     /// When the thread is gone.
-    pub async fn remove_port(
-        &self,
-        id: PortId,
-    ) -> Result<Option<PortCounters>, crate::error::Error> {
-        self.request(|reply| Command::RemovePort { id, reply })
-            .await
+    pub async fn detach(&self, id: PortId) -> Result<Option<PortCounters>, crate::error::Error> {
+        self.request(|reply| Command::Detach { id, reply }).await
     }
 
     /// Serves a published port.
@@ -539,7 +535,7 @@ impl Engine {
     /// Applies one command; false when the thread must stop.
     fn apply(&mut self, epoll: &Epoll, cmd: Command) -> bool {
         match cmd {
-            Command::AddPort {
+            Command::Attach {
                 id,
                 fd,
                 role,
@@ -568,7 +564,7 @@ impl Engine {
                 }
                 let _ = reply.send(res);
             }
-            Command::RemovePort { id, reply } => {
+            Command::Detach { id, reply } => {
                 if let Some(file) = self.ports.remove(id) {
                     let _ = epoll.delete(file.as_fd());
                 }

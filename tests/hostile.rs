@@ -429,14 +429,14 @@ import socket, time
 conns = []
 for _ in range(1000):
     c = socket.create_connection(("203.0.113.2", 7000), timeout=5)
-    c.sendall(bytes(32768)); n = 0
-    while n < 32768: n += len(c.recv(65536))
+    c.sendall(bytes(16384)); n = 0
+    while n < 16384: n += len(c.recv(65536))
     conns.append(c)
-time.sleep(60)
+time.sleep(180)
 '"#,
     );
     assert!(
-        wait_until(40, || w.stat(NET, "Flows", "Tcp") == 1000),
+        wait_until(150, || w.stat(NET, "Flows", "Tcp") == 1000),
         "1000 idle flows: {}",
         w.stats(NET)
     );

@@ -22,7 +22,7 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, checksum,
 };
 
-use crate::vnet::{self, VnetHeader};
+use switch::vnet::{self, VnetHeader};
 
 /// Ethernet header length.
 pub(crate) const ETH_LEN: usize = 14;

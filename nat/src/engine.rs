@@ -121,13 +121,27 @@ impl NatConfig {
     }
 }
 
-/// Transport protocol of a published port.
+/// Transport protocol of a published port (in the API as `"tcp"` or `"udp"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Protocol {
     /// TCP.
     Tcp,
     /// UDP.
     Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
 }
 
 /// A published port: the host listener and where it leads.
@@ -248,7 +262,7 @@ impl Nat {
         let framer = Framer {
             gateway_mac: cfg.gateway_mac,
             neighbors: Neighbors::default(),
-            buf: vec![0; crate::vnet::LEN + crate::device::ETH_LEN + 65_536],
+            buf: vec![0; switch::vnet::LEN + crate::device::ETH_LEN + 65_536],
         };
         let now = clock();
         let mut ctx = Ctx::new(cfg, epoll, framer, now);

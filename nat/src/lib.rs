@@ -26,7 +26,6 @@ mod icmp;
 mod ping;
 mod tcp;
 mod udp;
-pub mod vnet;
 
 pub use device::Sink;
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};

@@ -30,10 +30,6 @@ use serde::{Deserialize, Serialize};
 /// The hidden first argument that turns the daemon's binary into the helper.
 pub const HELPER_ARG: &str = "__netns-helper";
 
-/// Size of the virtio-net header in front of every frame on our TAPs (`struct
-/// virtio_net_hdr_v1`: with `num_buffers`, 12 bytes; the kernel default is 10).
-pub const VNET_HDR_LEN: usize = 12;
-
 /// Identity of a namespace file: (device, inode) of the nsfs inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NsId {

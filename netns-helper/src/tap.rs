@@ -14,7 +14,8 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode as FileMode;
 
-use crate::{HelperError, VNET_HDR_LEN};
+use crate::HelperError;
+use switch::vnet::LEN as VNET_HDR_LEN;
 
 /// How to get the TAP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

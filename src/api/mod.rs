@@ -35,8 +35,8 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}", get(inspect).delete(remove))
         .route("/networks/{name}/connect", post(connect))
         .route("/networks/{name}/disconnect", post(disconnect))
-        .route("/networks/{name}/ports", post(add_port))
-        .route("/networks/{name}/ports/remove", post(remove_port))
+        .route("/networks/{name}/ports", post(publish))
+        .route("/networks/{name}/ports/remove", post(unpublish))
         .route("/networks/{name}/stats", get(stats))
         .route("/ports", get(list_ports))
         .with_state(daemon)
@@ -171,7 +171,7 @@ async fn disconnect(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn add_port(
+async fn publish(
     State(d): State<Shared>,
     Path(name): Path<String>,
     Body(req): Body<PortRequest>,
@@ -180,14 +180,14 @@ async fn add_port(
     let m = detached(async move {
         d.lock()
             .await
-            .add_port(&name, &req.container, &req.publish)
+            .publish(&name, &req.container, &req.publish)
             .await
     })
     .await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
 
-async fn remove_port(
+async fn unpublish(
     State(d): State<Shared>,
     Path(name): Path<String>,
     Body(req): Body<PortRequest>,
@@ -196,7 +196,7 @@ async fn remove_port(
     detached(async move {
         d.lock()
             .await
-            .remove_port(&name, &req.container, &req.publish)
+            .unpublish(&name, &req.container, &req.publish)
             .await
     })
     .await?;

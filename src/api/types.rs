@@ -263,27 +263,11 @@ pub struct PortMapping {
     /// The container's port.
     pub container_port: u16,
     /// Transport protocol.
-    pub protocol: Proto,
+    pub protocol: Protocol,
 }
 
-/// Transport protocol of a mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        })
-    }
-}
+/// Transport protocol of a mapping (the NAT's own type).
+pub use nat::Protocol;
 
 impl std::fmt::Display for PortMapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -304,10 +288,10 @@ impl std::str::FromStr for PortMapping {
             format!("invalid port mapping {s:?}: {why} (expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp])")
         };
         let (ports, proto) = match s.rsplit_once('/') {
-            Some((p, "tcp")) => (p, Proto::Tcp),
-            Some((p, "udp")) => (p, Proto::Udp),
+            Some((p, "tcp")) => (p, Protocol::Tcp),
+            Some((p, "udp")) => (p, Protocol::Udp),
             Some((_, other)) => return Err(bad(&format!("unknown protocol {other:?}"))),
-            None => (s, Proto::Tcp),
+            None => (s, Protocol::Tcp),
         };
         let parts: Vec<&str> = ports.split(':').collect();
         let (ip, hp, cp) = match parts.as_slice() {
@@ -397,13 +381,13 @@ mod tests {
                 host_ip: Ipv4Addr::UNSPECIFIED,
                 host_port: 8080,
                 container_port: 80,
-                protocol: Proto::Tcp
+                protocol: Protocol::Tcp
             }
         );
         let m: PortMapping = "127.0.0.1:5353:53/udp".parse().unwrap();
         assert_eq!(
             (m.host_ip, m.host_port, m.container_port, m.protocol),
-            (Ipv4Addr::LOCALHOST, 5353, 53, Proto::Udp)
+            (Ipv4Addr::LOCALHOST, 5353, 53, Protocol::Udp)
         );
         assert_eq!(m.to_string(), "127.0.0.1:5353:53/udp");
         assert_eq!(

@@ -279,7 +279,7 @@ impl Daemon {
         if let Some(live) = self.live.get_mut(network)
             && let Some(port) = live.ports.remove(&ep.id)
         {
-            let _ = live.datapath.remove_port(port).await;
+            let _ = live.datapath.detach(port).await;
         }
         if let Some(net) = self.state.networks.get_mut(network) {
             net.endpoints.remove(&ep.id);
@@ -305,7 +305,7 @@ impl Daemon {
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);
             if let Some(port) = live.ports.remove(&ep.id) {
-                live.datapath.remove_port(port).await?;
+                live.datapath.detach(port).await?;
                 was_live = true;
             }
         }

@@ -296,7 +296,7 @@ impl Daemon {
             mac: ep.mac.octets(),
             ipv4: ep.ip,
         };
-        live.datapath.add_port(port, fd, role).await?;
+        live.datapath.attach(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);
         live.lost.remove(id);
         self.publish_names();

@@ -9,7 +9,7 @@ use nat::{Protocol, Publish};
 use socket2::{Domain, Socket, Type};
 
 use super::Daemon;
-use crate::api::types::{NatStatsView, PortMapping, PortRow, Proto};
+use crate::api::types::{NatStatsView, PortMapping, PortRow};
 use crate::error::Error;
 
 /// Whether two mappings would claim the same host port (0.0.0.0 overlaps every address).
@@ -17,13 +17,6 @@ pub(crate) fn same_host_port(a: &PortMapping, b: &PortMapping) -> bool {
     a.protocol == b.protocol
         && a.host_port == b.host_port
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
-}
-
-fn protocol(p: Proto) -> Protocol {
-    match p {
-        Proto::Tcp => Protocol::Tcp,
-        Proto::Udp => Protocol::Udp,
-    }
 }
 
 /// Binds the host side of a mapping (non-blocking), with a one-line reason on failure.
@@ -42,15 +35,15 @@ fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
         _ => Error::Invalid(format!("cannot listen on {what}: {e}")),
     };
     let ty = match m.protocol {
-        Proto::Tcp => Type::STREAM,
-        Proto::Udp => Type::DGRAM,
+        Protocol::Tcp => Type::STREAM,
+        Protocol::Udp => Type::DGRAM,
     };
     let sock = Socket::new(Domain::IPV4, ty.nonblocking().cloexec(), None).map_err(fail)?;
-    if m.protocol == Proto::Tcp {
+    if m.protocol == Protocol::Tcp {
         sock.set_reuse_address(true).map_err(fail)?;
     }
     sock.bind(&addr.into()).map_err(fail)?;
-    if m.protocol == Proto::Tcp {
+    if m.protocol == Protocol::Tcp {
         sock.listen(1024).map_err(fail)?;
     }
     Ok(OwnedFd::from(sock))
@@ -95,7 +88,7 @@ impl Daemon {
             host: SocketAddrV4::new(m.host_ip, m.host_port),
             container_ip: ip,
             container_port: m.container_port,
-            protocol: protocol(m.protocol),
+            protocol: m.protocol,
         };
         live.datapath.add_publish(publish, fd).await?;
         tracing::info!(network, %ip, mapping = %m, "port published");
@@ -106,10 +99,7 @@ impl Daemon {
     pub(super) async fn unpublish_one(&self, network: &str, m: PortMapping) {
         if let Some(live) = self.live.get(network) {
             let host = SocketAddrV4::new(m.host_ip, m.host_port);
-            let _ = live
-                .datapath
-                .remove_publish(host, protocol(m.protocol))
-                .await;
+            let _ = live.datapath.remove_publish(host, m.protocol).await;
         }
     }
 
@@ -132,7 +122,7 @@ impl Daemon {
     ///
     /// # Errors
     /// Bad spec, unknown network/container, port taken, internal network.
-    pub async fn add_port(
+    pub async fn publish(
         &mut self,
         network: &str,
         container: &str,
@@ -168,7 +158,7 @@ impl Daemon {
     ///
     /// # Errors
     /// Bad spec, unknown network/container, mapping not published.
-    pub async fn remove_port(
+    pub async fn unpublish(
         &mut self,
         network: &str,
         container: &str,

@@ -74,6 +74,7 @@ mod network;
 pub mod port;
 mod ra_guard;
 mod summary;
+pub mod vnet;
 
 use std::fmt;
 

@@ -5,7 +5,9 @@
 //! `flags u8 | gso_type u8 | hdr_len u16 | gso_size u16 | csum_start u16 | csum_offset u16 |
 //! num_buffers u16`.
 
-/// Size of the header.
+/// Size of the header: `struct virtio_net_hdr_v1` with `num_buffers` (the kernel's default is
+/// 10). The one definition: the TAP is told this size (netns-helper), the data path reads
+/// and writes it, and the gateway builds it.
 pub const LEN: usize = 12;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` holds only the
 /// pseudo-header sum; the receiver completes it.
