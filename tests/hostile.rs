@@ -569,3 +569,35 @@ fn ping_to_a_broadcast_address_does_not_claim_ping_is_unavailable() {
         w.plain_log()
     );
 }
+
+#[test]
+fn connection_churn_never_exhausts_a_containers_quota() {
+    if !privileged("connection_churn_never_exhausts_a_containers_quota") {
+        return;
+    }
+    let (w, c1) = world_with_c1(&["--max-flows-per-endpoint", "10"]);
+    let _echo = tcp_echo(&w.servers, 7000);
+    // 300 short connections, one after another: each leaves the table when both sides closed.
+    let r = py(
+        &c1,
+        60,
+        "import socket\n\
+         ok = 0\n\
+         for i in range(300):\n\
+         \x20   s = socket.create_connection((\"203.0.113.2\", 7000), timeout=5)\n\
+         \x20   s.sendall(b\"x\\n\"); ok += s.recv(10) == b\"x\\n\"; s.close()\n\
+         print(ok)\n",
+    );
+    assert_eq!(r.stdout().trim(), "300", "{}", w.why(&r));
+    assert_eq!(
+        w.stat(NET, "Counters", "RefusedEndpointQuota"),
+        0,
+        "{}",
+        w.stats(NET)
+    );
+    assert!(
+        wait_until(5, || w.stat(NET, "Flows", "Tcp") == 0),
+        "{}",
+        w.stats(NET)
+    );
+}

@@ -615,3 +615,23 @@ fn a_spent_budget_refuses_new_flows_and_spares_old_ones() {
     let stats = net.nat.stats();
     assert_eq!((stats.tcp_flows, stats.counters.refused_memory), (3, 1));
 }
+
+#[test]
+fn dns_over_tcp_connections_are_bounded_per_container() {
+    let mut net = Net::new(|_| {});
+    let max = crate::tcp::MAX_LOCAL_PER_ENDPOINT as u16;
+    for port in 0..max {
+        Client::new(C1, 46000 + port, (GW, 53)).handshake(&mut net);
+    }
+    net.out.clear();
+    let extra = Client::new(C1, 46000 + max, (GW, 53));
+    net.send(&extra.pkt(TcpControl::Syn, false, &[]));
+    assert!(extra.sent_to_me(&net.segments()).any(|s| s.rst), "refused");
+    assert_eq!(net.tcp_flows(), usize::from(max));
+    Client::new(C2, 46000, (GW, 53)).handshake(&mut net);
+    assert_eq!(
+        net.tcp_flows(),
+        usize::from(max) + 1,
+        "another container may"
+    );
+}

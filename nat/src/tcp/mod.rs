@@ -56,6 +56,8 @@ use socket2::SockRef;
 
 pub(crate) use accept::Listener;
 pub(crate) use dial::{Syn, send_rst};
+#[cfg(test)]
+pub(crate) use local::MAX_PER_ENDPOINT as MAX_LOCAL_PER_ENDPOINT;
 
 use crate::ctx::Ctx;
 use crate::device::{Framer, OneShot, Sink};
