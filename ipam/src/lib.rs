@@ -4,7 +4,7 @@
 //! network. It validates user-supplied subnets ([`SubnetConfig`], [`parse_cidr`]),
 //! picks default subnets the way Docker does ([`next_free_subnet`]), leases
 //! container addresses ([`AddressPool`]), derives container MAC addresses
-//! ([`MacAddr::from_ipv4`]) and stores state as JSON without ever leaving a
+//! ([`mac_from_ipv4`]) and stores state as JSON without ever leaving a
 //! half-written file behind ([`save_json`], [`load_json`]).
 #![forbid(unsafe_code)]
 
@@ -17,7 +17,7 @@ mod subnet;
 
 pub use error::IpamError;
 pub use lease::AddressPool;
-pub use mac::{InvalidMac, MacAddr};
+pub use mac::{InvalidMac, MacAddr, mac_from_ipv4};
 pub use pool::{default_subnets, next_free_subnet};
 pub use store::{FILE_MODE, load_json, save_json, write_atomic, write_atomic_with_backup};
 pub use subnet::{SubnetConfig, check_no_overlap, overlaps, parse_cidr};

@@ -1,88 +1,14 @@
-//! Container MAC addresses, derived from the IPv4 address the way Docker does.
+//! Container MAC addresses, derived from the IPv4 address the way Docker does. The type itself
+//! is the switch's [`MacAddr`], the one MAC type of the project.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use switch::{InvalidMac, MacAddr};
 
-/// A 48-bit Ethernet MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct MacAddr(pub [u8; 6]);
-
-/// The text is not a MAC address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid MAC address \"{0}\": expected six hex bytes like 02:42:ac:11:00:02")]
-pub struct InvalidMac(pub String);
-
-impl MacAddr {
-    /// Docker's scheme: 02:42 followed by the four address bytes (locally administered unicast).
-    pub fn from_ipv4(ip: Ipv4Addr) -> Self {
-        let [a, b, c, d] = ip.octets();
-        Self([0x02, 0x42, a, b, c, d])
-    }
-
-    /// True unless the group (multicast/broadcast) bit is set.
-    pub fn is_unicast(&self) -> bool {
-        self.0[0] & 0x01 == 0
-    }
-
-    /// True if the locally-administered bit is set.
-    pub fn is_locally_administered(&self) -> bool {
-        self.0[0] & 0x02 != 0
-    }
-
-    /// The raw bytes.
-    pub fn octets(&self) -> [u8; 6] {
-        self.0
-    }
-}
-
-impl From<[u8; 6]> for MacAddr {
-    fn from(bytes: [u8; 6]) -> Self {
-        Self(bytes)
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = InvalidMac;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || InvalidMac(s.to_owned());
-        let mut bytes = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut bytes {
-            let part = parts.next().ok_or_else(err)?;
-            if part.len() != 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err(err());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
-        }
-        if parts.next().is_some() {
-            return Err(err());
-        }
-        Ok(Self(bytes))
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// Docker's scheme: 02:42 followed by the four address bytes (locally administered unicast).
+pub fn mac_from_ipv4(ip: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = ip.octets();
+    MacAddr([0x02, 0x42, a, b, c, d])
 }
 
 #[cfg(test)]
@@ -91,55 +17,9 @@ mod tests {
 
     #[test]
     fn derived_from_ipv4_like_docker() {
-        let mac = MacAddr::from_ipv4(Ipv4Addr::new(172, 17, 0, 2));
+        let mac = mac_from_ipv4(Ipv4Addr::new(172, 17, 0, 2));
         assert_eq!(mac.to_string(), "02:42:ac:11:00:02");
         assert!(mac.is_unicast());
         assert!(mac.is_locally_administered());
-    }
-
-    #[test]
-    fn flags() {
-        let bcast = MacAddr([0xff; 6]);
-        assert!(!bcast.is_unicast());
-        let vendor = MacAddr([0x00, 0x1b, 0x21, 0, 0, 1]);
-        assert!(vendor.is_unicast());
-        assert!(!vendor.is_locally_administered());
-    }
-
-    #[test]
-    fn parse_round_trip_and_case() {
-        let mac: MacAddr = "02:42:AC:11:00:02".parse().unwrap();
-        assert_eq!(mac, MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]));
-        assert_eq!(mac.to_string().parse::<MacAddr>().unwrap(), mac);
-    }
-
-    #[test]
-    fn parse_errors() {
-        for bad in [
-            "",
-            "02:42:ac:11:00",
-            "02:42:ac:11:00:02:03",
-            "02:42:ac:11:00:0g",
-            "02-42-ac-11-00-02",
-            "2:42:ac:11:00:02",
-            "02:42:ac:11:00:+2",
-            "02:42:ac:11::02",
-        ] {
-            let e = bad.parse::<MacAddr>().unwrap_err();
-            assert_eq!(e, InvalidMac(bad.to_owned()), "{bad}");
-        }
-        assert_eq!(
-            "xx".parse::<MacAddr>().unwrap_err().to_string(),
-            "invalid MAC address \"xx\": expected six hex bytes like 02:42:ac:11:00:02"
-        );
-    }
-
-    #[test]
-    fn serde_as_string() {
-        let mac = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
-        let json = serde_json::to_string(&mac).unwrap();
-        assert_eq!(json, "\"02:42:ac:11:00:02\"");
-        assert_eq!(serde_json::from_str::<MacAddr>(&json).unwrap(), mac);
-        assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
     }
 }

@@ -140,7 +140,7 @@ impl Daemon {
             }
             None => net.pool.allocate(&id)?,
         };
-        let mac = plan.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
+        let mac = plan.mac.unwrap_or_else(|| ipam::mac_from_ipv4(ip));
         let taken = net
             .endpoints
             .values()

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ipam::{AddressPool, Ipv4Net, MacAddr, SubnetConfig};
+use ipam::{AddressPool, Ipv4Net, SubnetConfig};
 use nat::{Gateway, Nat, NatConfig};
 use netns_helper::{AttachSpec, Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
@@ -193,7 +193,7 @@ impl Daemon {
     fn serve(&mut self, name: &str) -> Result<(), Error> {
         let net = &self.state.networks[name];
         let cfg = net.pool.config();
-        let gw_mac = MacAddr::from_ipv4(cfg.gateway).octets();
+        let gw_mac = ipam::mac_from_ipv4(cfg.gateway).octets();
         let mut switch_cfg = NetworkConfig::new(gw_mac);
         switch_cfg.icc = net.icc;
         let mut nat_cfg = NatConfig::new(
@@ -495,7 +495,7 @@ impl Daemon {
             labels: BTreeMap::new(),
             gateway: GatewayInspect {
                 ipv4_address: cfg.gateway.to_string(),
-                mac_address: MacAddr::from_ipv4(cfg.gateway).to_string(),
+                mac_address: ipam::mac_from_ipv4(cfg.gateway).to_string(),
                 replies: snap.gateway.clone(),
                 counters: snap
                     .ports

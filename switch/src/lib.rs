@@ -69,12 +69,15 @@
 #![forbid(unsafe_code)]
 
 mod counters;
+mod mac;
 mod mac_table;
 mod network;
 pub mod port;
 mod ra_guard;
 mod summary;
 pub mod vnet;
+
+pub use mac::{InvalidMac, MacAddr};
 
 use std::fmt;
 
@@ -107,17 +110,6 @@ pub type Tick = u64;
 /// The broadcast MAC address `ff:ff:ff:ff:ff:ff`.
 pub const BROADCAST: Mac = [0xff; 6];
 
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-#[derive(Clone, Copy, Debug)]
-pub struct MacDisplay(pub Mac);
-
-impl fmt::Display for MacDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
 /// Why a change to a network or its MAC table was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SwitchError {
@@ -125,7 +117,7 @@ pub enum SwitchError {
     #[error("port {0} already exists")]
     PortExists(PortId),
     /// The MAC is already pinned to another port.
-    #[error("MAC {} is already in use on port {port}", MacDisplay(*.mac))]
+    #[error("MAC {} is already in use on port {port}", MacAddr(*.mac))]
     MacInUse {
         /// The contested address.
         mac: Mac,

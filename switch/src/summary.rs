@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice};
 
-use crate::MacDisplay;
+use crate::MacAddr;
 
 /// Describes an Ethernet frame as `len 98 02:42:..→ff:ff:.. type 0x0800 icmp(1) 10.0.0.2→10.0.0.1`.
 ///
@@ -26,8 +26,8 @@ impl fmt::Display for FrameSummary<'_> {
         write!(
             f,
             " {}->{} type {ethertype:#06x}",
-            MacDisplay([s0, s1, s2, s3, s4, s5]),
-            MacDisplay([d0, d1, d2, d3, d4, d5]),
+            MacAddr([s0, s1, s2, s3, s4, s5]),
+            MacAddr([d0, d1, d2, d3, d4, d5]),
         )?;
         if matches!(ethertype, 0x8100 | 0x88a8)
             && let Some(([_, _, a, b], inner)) =
