@@ -635,3 +635,40 @@ fn dns_over_tcp_connections_are_bounded_per_container() {
         "another container may"
     );
 }
+
+#[test]
+fn the_receive_buffer_grows_while_the_far_side_keeps_up() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    let mut c = Client::new(C1, 44100, (GW, port));
+    c.handshake(&mut net);
+    let (mut server, _) = host.accept().expect("dialled");
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = server.read_to_end(&mut all);
+        all.len()
+    });
+    // 256 KiB in 2 KiB segments, each sent once the previous one is acknowledged.
+    let chunk = [0x42u8; 2048];
+    for _ in 0..128 {
+        c.data(&mut net, &chunk);
+        net.poll_until(|o| {
+            o.iter()
+                .filter_map(|p| seg(p))
+                .any(|s| s.dst == C1 && s.ack == Some(c.seq))
+                .then_some(())
+        })
+        .expect("acknowledged");
+        net.out.clear();
+    }
+    let grown = net.nat.stats().buffer_bytes;
+    assert!(grown > 64 * 1024, "the receive buffer grew: {grown}");
+    c.fin(&mut net);
+    net.poll();
+    assert_eq!(
+        reader.join().expect("reader"),
+        128 * 2048,
+        "all data reached the host"
+    );
+}

@@ -118,6 +118,7 @@ impl Tcp {
                     peer_fin: false,
                 }),
                 last: ctx.now,
+                rx_rate: buffers::Rate::new(ctx.now),
             };
             if self.insert(ctx, flow).is_some() {
                 ctx.counters.tcp_opened += 1;

@@ -4,8 +4,9 @@
 //! than a fixed reservation (4 MiB + 1 MiB per flow before).
 //!
 //! Growth signals, checked after each pump: the receive buffer (container → far side)
-//! doubles when the container filled a quarter of it before we drained it while the host
-//! socket still took everything — the window, not the far side, was the limit; a container
+//! doubles when the container filled a quarter of it before we drained it, or drained a whole
+//! buffer's worth within 10 ms, while the host socket still took everything — the window,
+//! not the far side, was the limit; a container
 //! pushing into a far side that does not read fills its buffer once and gets no more. The
 //! send buffer (far side → container) doubles when the host had more to give than fitted
 //! and a quarter of the buffer moved in one pump; a container that does not read stalls it.
@@ -14,6 +15,8 @@
 //!
 //! Accounting: the budget is charged the buffers' capacities exactly — on open, on every
 //! resize, and given back on removal.
+
+use std::time::{Duration, Instant};
 
 use smoltcp::socket::tcp::{Socket, SocketBuffer};
 
@@ -76,12 +79,44 @@ fn resize(ctx: &mut Ctx, s: &mut Socket<'_>, rx: bool, to: usize) -> bool {
     }
 }
 
-/// Doubles the receive buffer (up to `tcp_rx_buffer`) if `queued_before` bytes waiting
-/// before a drain say the window was the limit.
-pub(super) fn grow_rx(ctx: &mut Ctx, s: &mut Socket<'_>, queued_before: usize) {
+/// How much of a flow's data drained to the host within a short interval.
+pub(crate) struct Rate {
+    bytes: usize,
+    since: Instant,
+}
+
+impl Rate {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            bytes: 0,
+            since: now,
+        }
+    }
+}
+
+/// A flow that drains a whole receive buffer within this interval is limited by its window.
+const RATE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Doubles the receive buffer (up to `tcp_rx_buffer`) when the window was the limit:
+/// `queued_before` bytes were waiting when we drained (a quarter of the buffer or more), or
+/// the container's data drained at a buffer's worth per [`RATE_INTERVAL`] (large segments
+/// arrive one at a time, so the queue alone never shows a full window).
+pub(super) fn grow_rx(
+    ctx: &mut Ctx,
+    s: &mut Socket<'_>,
+    queued_before: usize,
+    rate: &mut Rate,
+    drained: usize,
+) {
     let cap = s.recv_capacity();
-    if queued_before * 4 >= cap && cap < ctx.cfg.tcp_rx_buffer {
+    if ctx.now.saturating_duration_since(rate.since) > RATE_INTERVAL {
+        *rate = Rate::new(ctx.now);
+    }
+    rate.bytes += drained;
+    let window_bound = queued_before * 4 >= cap || rate.bytes >= cap;
+    if window_bound && cap < ctx.cfg.tcp_rx_buffer {
         resize(ctx, s, true, (cap * 2).min(ctx.cfg.tcp_rx_buffer));
+        *rate = Rate::new(ctx.now);
     }
 }
 

@@ -73,6 +73,7 @@ impl Tcp {
                 outstanding: 0,
             },
             last: ctx.now,
+            rx_rate: buffers::Rate::new(ctx.now),
         };
         if self.insert(ctx, flow).is_none() {
             ctx.release(ep);

@@ -102,6 +102,8 @@ pub(crate) struct TcpFlow {
     far: Far,
     /// Last time a segment or a byte moved.
     last: Instant,
+    /// How fast the container's data drains to the host (receive-buffer growth).
+    rx_rate: buffers::Rate,
 }
 
 /// TCP flows of one network and the smoltcp interface that terminates them.
@@ -311,7 +313,7 @@ impl Tcp {
                 let queued = sock.recv_queue();
                 let p = pump_host(sock, host);
                 if host.host_writable {
-                    buffers::grow_rx(ctx, sock, queued);
+                    buffers::grow_rx(ctx, sock, queued, &mut flow.rx_rate, p.to_host);
                 }
                 if host.host_readable && !sock.can_send() {
                     buffers::grow_tx(ctx, sock, p.to_container);
@@ -464,6 +466,8 @@ struct Pumped {
     moved: bool,
     /// Bytes read from the host into the send buffer.
     to_container: usize,
+    /// Bytes written from the receive buffer to the host.
+    to_host: usize,
     done: bool,
     reset: bool,
 }
@@ -472,6 +476,7 @@ struct Pumped {
 fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> Pumped {
     let mut moved = false;
     let mut to_container = 0;
+    let mut to_host = 0;
     let mut broken = false;
     // Container → host.
     while host.host_writable && sock.can_recv() {
@@ -480,7 +485,10 @@ fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> Pumped {
             Ok(n) => (n, Ok(n)),
             Err(e) => (0, Err(e)),
         }) {
-            Ok(Ok(n)) if n > 0 => moved = true,
+            Ok(Ok(n)) if n > 0 => {
+                to_host += n;
+                moved = true;
+            }
             Ok(Ok(_)) => break,
             Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => host.host_writable = false,
             Ok(Err(_)) => {
@@ -530,6 +538,7 @@ fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> Pumped {
     Pumped {
         moved,
         to_container,
+        to_host,
         done,
         reset: !clean,
     }
