@@ -14,17 +14,7 @@ use std::time::Duration;
 use common::world::*;
 use common::*;
 
-const NET: &str = "net";
 const GW: &str = "10.100.1.1";
-
-fn world_with_c1(extra: &[&str]) -> (NatWorld, Netns) {
-    let mut args = vec!["--network", "net=10.100.1.0/24"];
-    args.extend_from_slice(extra);
-    let w = NatWorld::start(&args);
-    let c1 = Netns::new("c1");
-    assert_eq!(w.connect(NET, &c1, "c1"), "10.100.1.2");
-    (w, c1)
-}
 
 /// Runs a Python 3 program inside `ns`.
 fn py(ns: &Netns, secs: u64, program: &str) -> Run {

@@ -100,6 +100,21 @@ impl<T> Table<T> {
         self.len
     }
 
+    /// Takes out every entry for which `doomed` holds (its handles die with it).
+    pub(crate) fn remove_where(&mut self, doomed: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.value.as_ref().is_some_and(&doomed)
+                && let Some(v) = slot.value.take()
+            {
+                self.free.push(i as u32);
+                self.len -= 1;
+                out.push(v);
+            }
+        }
+        out
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             s.value.as_ref().map(|v| {
@@ -186,6 +201,15 @@ mod tests {
         assert_eq!(t.remove(a), None);
         assert_eq!(t.get(b), Some(&"B"));
         assert_eq!(t.len(), 1);
+        assert_eq!(t.remove_where(|v| *v == "B"), vec!["B"]);
+        assert_eq!((t.get(b), t.len()), (None, 0));
+        let c = t.insert("C");
+        assert_eq!(
+            t.get(b),
+            None,
+            "B's handle stays dead after its slot is reused"
+        );
+        assert_eq!(t.get(c), Some(&"C"));
     }
 
     #[test]

@@ -190,19 +190,14 @@ impl Ping {
     /// Forgets echo flows idle for longer than `udp_timeout`.
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
         let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
-        let idle: Vec<Handle> = self
+        for f in self
             .flows
-            .iter()
-            .filter(|(_, f)| now.saturating_duration_since(f.last) >= timeout)
-            .map(|(h, _)| h)
-            .collect();
-        for h in idle {
-            if let Some(f) = self.flows.remove(h) {
-                ctx.deregister(f.sock.as_fd());
-                self.keys.remove(&f.key);
-                ctx.release(IpAddr::V4(f.key.container));
-                ctx.counters.expired += 1;
-            }
+            .remove_where(|f| now.saturating_duration_since(f.last) >= timeout)
+        {
+            ctx.deregister(f.sock.as_fd());
+            self.keys.remove(&f.key);
+            ctx.release(IpAddr::V4(f.key.container));
+            ctx.counters.expired += 1;
         }
     }
 }

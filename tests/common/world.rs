@@ -31,6 +31,20 @@ pub const FAR_IP: &str = "203.0.113.2";
 /// A far address nobody has.
 pub const NOBODY_IP: &str = "203.0.113.99";
 
+/// The network the NAT tests use, and its first container.
+pub const NET: &str = "net";
+
+/// The world with network "net" 10.100.1.0/24 (`vswitchd --network ... EXTRA`) and container
+/// c1 (10.100.1.2) on it.
+pub fn world_with_c1(extra: &[&str]) -> (NatWorld, Netns) {
+    let mut args = vec!["--network", "net=10.100.1.0/24"];
+    args.extend_from_slice(extra);
+    let w = NatWorld::start(&args);
+    let c1 = Netns::new("c1");
+    assert_eq!(w.connect(NET, &c1, "c1"), "10.100.1.2");
+    (w, c1)
+}
+
 /// A daemon in its world, plus the servers namespace.
 pub struct NatWorld {
     pub d: Daemon,
