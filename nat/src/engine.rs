@@ -37,6 +37,7 @@ use crate::dns::{DnsServer, Outcome};
 use crate::dns_relay::{Client, Relay};
 use crate::flow::{Handle, Owner, untoken};
 use crate::ping::Ping;
+use crate::publish::{Protocol, Publish};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
 
@@ -119,42 +120,6 @@ impl NatConfig {
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         u32::from(ip) & mask == u32::from(net) & mask
     }
-}
-
-/// Transport protocol of a published port (in the API as `"tcp"` or `"udp"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "lowercase")
-)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
-/// A published port: the host listener and where it leads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Publish {
-    /// Host address and port listened on.
-    pub host: SocketAddrV4,
-    /// The container's address.
-    pub container_ip: Ipv4Addr,
-    /// The container's port.
-    pub container_port: u16,
-    /// TCP or UDP.
-    pub protocol: Protocol,
 }
 
 /// What the NAT has done and holds.
@@ -470,11 +435,11 @@ impl Nat {
         if self.ctx.cfg.internal {
             return Err(NatError::Internal);
         }
-        let key = (p.host, p.protocol);
+        let key = (p.host(), p.mapping.protocol);
         if self.publishes.contains_key(&key) {
-            return Err(NatError::AlreadyPublished(format!("{}", p.host)));
+            return Err(NatError::AlreadyPublished(format!("{}", p.host())));
         }
-        let h = match p.protocol {
+        let h = match p.mapping.protocol {
             Protocol::Tcp => self.tcp.add_listener(&self.ctx, p, socket)?,
             Protocol::Udp => self.udp.add_listener(&self.ctx, p, socket)?,
         };

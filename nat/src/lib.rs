@@ -24,12 +24,14 @@ mod flow;
 mod gateway;
 mod icmp;
 mod ping;
+mod publish;
 mod tcp;
 mod udp;
 
 pub use device::Sink;
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
-pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats, Protocol, Publish};
+pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats};
 pub use gateway::{Gateway, GatewayCounters};
+pub use publish::{PortMapping, Protocol, Publish};
 #[cfg(test)]
 mod tests;

@@ -26,8 +26,8 @@ use smoltcp::wire::{Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, Ipv4Repr, UdpP
 
 use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
-use crate::engine::Publish;
 use crate::flow::{FlowKey, Handle, Owner, Table};
+use crate::publish::Publish;
 
 /// Datagrams read from one socket per wakeup.
 const READ_BATCH: usize = 64;
@@ -224,7 +224,7 @@ impl Udp {
                 *client.ip()
             };
             let seen = SocketAddrV4::new(src_ip, client.port());
-            let to = SocketAddrV4::new(publish.container_ip, publish.container_port);
+            let to = publish.container();
             let key = FlowKey::new(to.into(), seen.into());
             match self.published.get_mut(&key) {
                 Some(f) => {

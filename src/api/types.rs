@@ -252,70 +252,8 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// A published port: `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortMapping {
-    /// Host address listened on (default 0.0.0.0).
-    pub host_ip: Ipv4Addr,
-    /// Host port.
-    pub host_port: u16,
-    /// The container's port.
-    pub container_port: u16,
-    /// Transport protocol.
-    pub protocol: Protocol,
-}
-
-/// Transport protocol of a mapping (the NAT's own type).
-pub use nat::Protocol;
-
-impl std::fmt::Display for PortMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}/{}",
-            self.host_ip, self.host_port, self.container_port, self.protocol
-        )
-    }
-}
-
-impl std::str::FromStr for PortMapping {
-    type Err = String;
-
-    /// Parses `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!("invalid port mapping {s:?}: {why} (expected [HOSTIP:]HOSTPORT:PORT[/tcp|udp])")
-        };
-        let (ports, proto) = match s.rsplit_once('/') {
-            Some((p, "tcp")) => (p, Protocol::Tcp),
-            Some((p, "udp")) => (p, Protocol::Udp),
-            Some((_, other)) => return Err(bad(&format!("unknown protocol {other:?}"))),
-            None => (s, Protocol::Tcp),
-        };
-        let parts: Vec<&str> = ports.split(':').collect();
-        let (ip, hp, cp) = match parts.as_slice() {
-            [hp, cp] => (Ipv4Addr::UNSPECIFIED, *hp, *cp),
-            [ip, hp, cp] => (
-                ip.parse()
-                    .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?,
-                *hp,
-                *cp,
-            ),
-            _ => return Err(bad("wrong number of fields")),
-        };
-        let port = |p: &str| match p.parse::<u16>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(bad(&format!("{p:?} is not a port (1-65535)"))),
-        };
-        Ok(PortMapping {
-            host_ip: ip,
-            host_port: port(hp)?,
-            container_port: port(cp)?,
-            protocol: proto,
-        })
-    }
-}
+/// A published port (`[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`) and its protocol: the NAT's own types.
+pub use nat::{PortMapping, Protocol};
 
 /// Request body of `POST /networks/{name}/ports` and `POST /networks/{name}/ports/remove`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

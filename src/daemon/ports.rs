@@ -85,10 +85,8 @@ impl Daemon {
             .get(network)
             .ok_or_else(|| Error::Datapath(network.to_string()))?;
         let publish = Publish {
-            host: SocketAddrV4::new(m.host_ip, m.host_port),
+            mapping: m,
             container_ip: ip,
-            container_port: m.container_port,
-            protocol: m.protocol,
         };
         live.datapath.add_publish(publish, fd).await?;
         tracing::info!(network, %ip, mapping = %m, "port published");

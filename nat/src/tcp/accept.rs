@@ -13,8 +13,8 @@ use socket2::SockRef;
 use super::{Far, HostSide, Phase, Tcp, TcpFlow, buffers};
 use crate::ctx::Ctx;
 use crate::device::Sink;
-use crate::engine::Publish;
 use crate::flow::{FlowKey, Handle, Owner};
+use crate::publish::Publish;
 
 /// Connections accepted per listener wakeup before others get their turn.
 const ACCEPT_BATCH: usize = 16;
@@ -75,7 +75,7 @@ impl Tcp {
             let refuse = |s: &std::net::TcpStream| {
                 let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
             };
-            let container = SocketAddr::new(publish.container_ip.into(), publish.container_port);
+            let container = SocketAddr::V4(publish.container());
             let src = if peer.ip().is_loopback() {
                 ctx.cfg.gateway_ip
             } else {
@@ -93,7 +93,8 @@ impl Tcp {
                 refuse(&stream);
                 continue;
             };
-            let remote = IpEndpoint::new(publish.container_ip.into(), publish.container_port);
+            let remote =
+                IpEndpoint::new(publish.container_ip.into(), publish.mapping.container_port);
             let local = IpListenEndpoint {
                 addr: Some(src.into()),
                 port: peer.port(),
