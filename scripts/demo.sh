@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (it creates network namespaces)" >&2; exit 1; }
+# What the demo itself runs: ip (iproute2) and ping (iputils-ping); installed when missing.
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "demo.sh: installing ${need[*]}" >&2
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } >/dev/null ||
+    { echo "demo.sh: cannot install ${need[*]}; install them and run again" >&2; exit 1; }
+fi
+command -v cargo >/dev/null 2>&1 || { echo "demo.sh: cargo (Rust) is needed to build vswitchd" >&2; exit 1; }
 cargo build --release -q
 BIN=$PWD/target/release
 TAG=vswdemo$$ DIR=$(mktemp -d) PID=""
