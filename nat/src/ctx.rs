@@ -25,7 +25,7 @@ use smoltcp::wire::{
 
 use crate::device::{Framer, Sink};
 use crate::engine::{NatConfig, NatCounters};
-use crate::flow::{Handle, Owner, token};
+use crate::flow::{Handle, Owner, PerEndpoint, token};
 
 /// How long the kernel's answer "is this address local?" is trusted.
 const LOCAL_TTL: Duration = Duration::from_secs(5);
@@ -81,13 +81,7 @@ impl Budget {
 #[derive(Default)]
 pub(crate) struct Quota {
     total: usize,
-    per_endpoint: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
-}
-
-impl Quota {
-    fn held_by(&self, ep: IpAddr) -> usize {
-        self.per_endpoint.get(&ep).copied().unwrap_or(0)
-    }
+    per_endpoint: PerEndpoint,
 }
 
 /// The context shared by the protocol owners of one network's NAT.
@@ -147,24 +141,19 @@ impl Ctx {
             self.counters.refused_limit += 1;
             return Err(Refusal::NetworkFull);
         }
-        if self.quota.held_by(ep) >= self.cfg.max_flows_per_endpoint {
+        if self.quota.per_endpoint.held_by(ep) >= self.cfg.max_flows_per_endpoint {
             self.counters.refused_endpoint_quota += 1;
             return Err(Refusal::EndpointQuota);
         }
         self.quota.total += 1;
-        *self.quota.per_endpoint.entry(ep).or_insert(0) += 1;
+        self.quota.per_endpoint.add(ep);
         Ok(())
     }
 
     /// Gives back what [`Ctx::admit`] took.
     pub(crate) fn release(&mut self, ep: IpAddr) {
         self.quota.total = self.quota.total.saturating_sub(1);
-        if let Some(n) = self.quota.per_endpoint.get_mut(&ep) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.quota.per_endpoint.remove(&ep);
-            }
-        }
+        self.quota.per_endpoint.sub(ep);
     }
 
     /// Where an outbound flow from a container to `dst` may go.

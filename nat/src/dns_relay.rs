@@ -11,7 +11,6 @@
 //! Limits: at most [`MAX_PENDING`] queries in flight per network and
 //! [`MAX_PER_ENDPOINT`] per container (REFUSED beyond); `--dns-timeout` per upstream attempt.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -22,7 +21,7 @@ use nix::sys::epoll::EpollFlags;
 
 use crate::ctx::Ctx;
 use crate::dns::{header_id, is_truncated, rcode_answer};
-use crate::flow::{Handle, Owner, Table};
+use crate::flow::{Handle, Owner, PerEndpoint, Table};
 
 /// Relayed queries in flight per network.
 pub const MAX_PENDING: usize = 1024;
@@ -81,7 +80,7 @@ struct Pending {
 #[derive(Default)]
 pub(crate) struct Relay {
     pending: Table<Pending>,
-    per_endpoint: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
+    per_endpoint: PerEndpoint,
     answers: Vec<Answer>,
 }
 
@@ -105,7 +104,7 @@ impl Relay {
             return;
         }
         let ep = client.endpoint();
-        let held = self.per_endpoint.get(&ep).copied().unwrap_or(0);
+        let held = self.per_endpoint.held_by(ep);
         if self.pending.len() >= MAX_PENDING || held >= MAX_PER_ENDPOINT {
             ctx.counters.dns_refused += 1;
             let msg = rcode_answer(&query, ResponseCode::Refused);
@@ -169,7 +168,7 @@ impl Relay {
             }
             return;
         }
-        *self.per_endpoint.entry(ep).or_insert(0) += 1;
+        self.per_endpoint.add(ep);
     }
 
     fn take(&mut self, ctx: &mut Ctx, h: Handle) -> Option<Pending> {
@@ -179,12 +178,7 @@ impl Relay {
             Io::Tcp { stream, .. } => ctx.deregister(stream.as_fd()),
         }
         let ep = p.client.endpoint();
-        if let Some(n) = self.per_endpoint.get_mut(&ep) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_endpoint.remove(&ep);
-            }
-        }
+        self.per_endpoint.sub(ep);
         Some(p)
     }
 

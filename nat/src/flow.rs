@@ -12,6 +12,7 @@
 //! reuses of its slot to alias, and no handle outlives one poll of the table's owner except
 //! relay clients, which expire within seconds.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// A reference to one entry of a [`Table`].
@@ -127,6 +128,34 @@ impl<T> Table<T> {
                 )
             })
         })
+    }
+}
+
+/// How many of something (flows, dials, connections, queries) each endpoint holds.
+#[derive(Default)]
+pub(crate) struct PerEndpoint(HashMap<IpAddr, usize, foldhash::fast::RandomState>);
+
+impl PerEndpoint {
+    pub(crate) fn held_by(&self, ep: IpAddr) -> usize {
+        self.0.get(&ep).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn add(&mut self, ep: IpAddr) {
+        *self.0.entry(ep).or_insert(0) += 1;
+    }
+
+    /// Gives one back; an endpoint holding nothing is forgotten.
+    pub(crate) fn sub(&mut self, ep: IpAddr) {
+        if let Some(n) = self.0.get_mut(&ep) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.0.remove(&ep);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -85,7 +85,7 @@ impl Tcp {
             }
         };
         let ep = key.endpoint();
-        if self.dials.get(&ep).copied().unwrap_or(0) >= MAX_DIALS_PER_ENDPOINT {
+        if self.dials.held_by(ep) >= MAX_DIALS_PER_ENDPOINT {
             ctx.counters.refused_endpoint_quota += 1;
             send_rst(ctx, syn, sink);
             return false;
@@ -138,7 +138,7 @@ impl Tcp {
             ctx.release(ep);
             return false;
         }
-        *self.dials.entry(ep).or_insert(0) += 1;
+        self.dials.add(ep);
         true
     }
 
@@ -174,7 +174,7 @@ impl Tcp {
             None => {
                 host.phase = Phase::Open;
                 let (socket, ep) = (*socket, key.endpoint());
-                super::decrement(&mut self.dials, ep);
+                self.dials.sub(ep);
                 self.sockets.get_mut::<Socket>(socket).pause_synack(false);
                 ctx.counters.tcp_opened += 1;
                 self.poll_iface(ctx, None, sink);

@@ -39,7 +39,7 @@ impl Tcp {
         sink: &mut Sink<'_>,
     ) -> bool {
         let ep = key.endpoint();
-        if self.local_conns.get(&ep).copied().unwrap_or(0) >= MAX_PER_ENDPOINT {
+        if self.local_conns.held_by(ep) >= MAX_PER_ENDPOINT {
             ctx.counters.refused_endpoint_quota += 1;
             super::send_rst(ctx, syn, sink);
             return false;
@@ -79,7 +79,7 @@ impl Tcp {
             ctx.release(ep);
             return false;
         }
-        *self.local_conns.entry(ep).or_insert(0) += 1;
+        self.local_conns.add(ep);
         true
     }
 

@@ -61,7 +61,7 @@ pub(crate) use local::MAX_PER_ENDPOINT as MAX_LOCAL_PER_ENDPOINT;
 
 use crate::ctx::Ctx;
 use crate::device::{Framer, OneShot, Sink};
-use crate::flow::{FlowKey, Handle, Owner, Table};
+use crate::flow::{FlowKey, Handle, Owner, PerEndpoint, Table};
 
 /// A message received on a local-service connection, for the engine to answer.
 pub(crate) struct LocalMessage {
@@ -113,8 +113,8 @@ pub(crate) struct Tcp {
     flows: Table<TcpFlow>,
     keys: HashMap<FlowKey, Handle, foldhash::fast::RandomState>,
     listeners: Table<Listener>,
-    dials: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
-    local_conns: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
+    dials: PerEndpoint,
+    local_conns: PerEndpoint,
     messages: Vec<LocalMessage>,
     /// Reused list of flow handles for sweeps.
     scratch: Vec<Handle>,
@@ -155,8 +155,8 @@ impl Tcp {
             flows: Table::default(),
             keys: HashMap::default(),
             listeners: Table::default(),
-            dials: HashMap::default(),
-            local_conns: HashMap::default(),
+            dials: PerEndpoint::default(),
+            local_conns: PerEndpoint::default(),
             messages: Vec::new(),
             scratch: Vec::new(),
         }
@@ -399,10 +399,10 @@ impl Tcp {
                     let _ = SockRef::from(&host.stream).set_linger(Some(Duration::ZERO));
                 }
                 if matches!(host.phase, Phase::Dialing { .. }) {
-                    decrement(&mut self.dials, ep);
+                    self.dials.sub(ep);
                 }
             }
-            Far::Local { .. } => decrement(&mut self.local_conns, ep),
+            Far::Local { .. } => self.local_conns.sub(ep),
         }
         let held = buffers::charged(self.sockets.get::<Socket>(flow.socket));
         ctx.budget.give(held);
@@ -431,15 +431,6 @@ impl Tcp {
         }
         self.keys.insert(key, h);
         Some(h)
-    }
-}
-
-fn decrement(map: &mut HashMap<IpAddr, usize, foldhash::fast::RandomState>, ep: IpAddr) {
-    if let Some(n) = map.get_mut(&ep) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            map.remove(&ep);
-        }
     }
 }
 
