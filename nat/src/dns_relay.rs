@@ -270,7 +270,7 @@ impl Relay {
 
     /// Moves timed-out relays to the next upstream (or SERVFAIL).
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
-        if self.pending.len() == 0 {
+        if self.pending.is_empty() {
             return;
         }
         let now = ctx.now;

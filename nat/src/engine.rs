@@ -402,7 +402,6 @@ impl Nat {
         self.tcp.poll(&mut self.ctx, sink);
         if self.ctx.now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = self.ctx.now;
-            self.tcp.sweep(&mut self.ctx, sink);
             self.udp.expire(&mut self.ctx);
             self.ping.expire(&mut self.ctx);
         }
@@ -477,6 +476,11 @@ impl Nat {
         for (host, proto) in doomed {
             self.remove_publish(host, proto);
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tcp_sizes(&self) -> (usize, usize, usize, usize) {
+        self.tcp.sizes()
     }
 
     /// Live flows and counters.

@@ -1,5 +1,6 @@
-//! The flow table: a slab whose handles carry a generation, and the epoll token that names a
-//! flow's host socket.
+//! The flow table: a slab whose handles carry a generation, the hash index from a 4-tuple to
+//! a handle, and the epoll token that names a flow's host socket. Public for the criterion
+//! benches (`nat/benches/flows.rs`); the rest of the crate is its only other user.
 //!
 //! Why generations: a flow's slot is reused as soon as the flow ends, while references to it
 //! may still be in flight (an epoll event already returned, a DNS answer relayed for a
@@ -16,8 +17,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// A reference to one entry of a [`Table`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Handle {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Handle {
     index: u32,
     generation: u32,
 }
@@ -25,7 +26,7 @@ pub(crate) struct Handle {
 const GEN_MASK: u32 = (1 << 24) - 1;
 
 /// Entries with stable, generation-checked handles; freed slots are reused.
-pub(crate) struct Table<T> {
+pub struct Table<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     len: usize,
@@ -48,7 +49,7 @@ impl<T> Default for Table<T> {
 
 impl<T> Table<T> {
     /// Stores `value`; its handle is valid until [`Table::remove`].
-    pub(crate) fn insert(&mut self, value: T) -> Handle {
+    pub fn insert(&mut self, value: T) -> Handle {
         self.len += 1;
         if let Some(index) = self.free.pop()
             && let Some(slot) = self.slots.get_mut(index as usize)
@@ -71,14 +72,14 @@ impl<T> Table<T> {
         }
     }
 
-    pub(crate) fn get(&self, h: Handle) -> Option<&T> {
+    pub fn get(&self, h: Handle) -> Option<&T> {
         match self.slots.get(h.index as usize) {
             Some(s) if s.generation == h.generation => s.value.as_ref(),
             _ => None,
         }
     }
 
-    pub(crate) fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
+    pub fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
         match self.slots.get_mut(h.index as usize) {
             Some(s) if s.generation == h.generation => s.value.as_mut(),
             _ => None,
@@ -86,7 +87,7 @@ impl<T> Table<T> {
     }
 
     /// Takes the entry out; the handle (and every copy of it) is dead from now on.
-    pub(crate) fn remove(&mut self, h: Handle) -> Option<T> {
+    pub fn remove(&mut self, h: Handle) -> Option<T> {
         let slot = self.slots.get_mut(h.index as usize)?;
         if slot.generation != h.generation {
             return None;
@@ -97,12 +98,16 @@ impl<T> Table<T> {
         Some(value)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Takes out every entry for which `doomed` holds (its handles die with it).
-    pub(crate) fn remove_where(&mut self, doomed: impl Fn(&T) -> bool) -> Vec<T> {
+    pub fn remove_where(&mut self, doomed: impl Fn(&T) -> bool) -> Vec<T> {
         let mut out = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.value.as_ref().is_some_and(&doomed)
@@ -116,7 +121,12 @@ impl<T> Table<T> {
         out
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
+    /// Slots ever filled: the most entries held at once.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             s.value.as_ref().map(|v| {
                 (
@@ -152,10 +162,6 @@ impl PerEndpoint {
                 self.0.remove(&ep);
             }
         }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -196,9 +202,12 @@ pub(crate) fn untoken(data: u64) -> Option<(Owner, Handle)> {
     ))
 }
 
+/// The index from a flow's 4-tuple to its handle.
+pub type Keys = HashMap<FlowKey, Handle, foldhash::fast::RandomState>;
+
 /// A transport flow as the container sees it: its own address and port, and the peer's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FlowKey {
+pub struct FlowKey {
     /// The container's side.
     pub container: SocketAddr,
     /// The far side, as the container addresses it.
@@ -206,12 +215,12 @@ pub(crate) struct FlowKey {
 }
 
 impl FlowKey {
-    pub(crate) fn new(container: SocketAddr, peer: SocketAddr) -> Self {
+    pub fn new(container: SocketAddr, peer: SocketAddr) -> Self {
         Self { container, peer }
     }
 
     /// The endpoint a flow is charged to.
-    pub(crate) fn endpoint(&self) -> IpAddr {
+    pub fn endpoint(&self) -> IpAddr {
         self.container.ip()
     }
 }

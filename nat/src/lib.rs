@@ -20,12 +20,13 @@ mod device;
 mod dns;
 mod dns_relay;
 mod engine;
-mod flow;
+pub mod flow;
 mod gateway;
 mod icmp;
 mod ping;
 mod publish;
 mod tcp;
+pub mod timer;
 mod udp;
 
 pub use device::Sink;

@@ -92,7 +92,7 @@ impl Net {
             if Instant::now() > end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_micros(100));
             self.poll();
         }
     }
@@ -671,4 +671,44 @@ fn the_receive_buffer_grows_while_the_far_side_keeps_up() {
         128 * 2048,
         "all data reached the host"
     );
+}
+
+#[test]
+fn ten_thousand_flows_opened_and_closed_leave_no_handle_or_timer_behind() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    for i in 0..10_000u32 {
+        net.out.clear();
+        let mut c = Client::new(C1, 20_000 + (i % 40_000) as u16, (GW, port));
+        c.handshake(&mut net);
+        let (server, _) = host.accept().expect("dialled");
+        if i % 10 == 0 {
+            // Closed both ways by FIN: container first, then the host.
+            c.fin(&mut net);
+            drop(server);
+            let fin = net
+                .poll_until(|o| {
+                    let segs: Vec<Seg> = o.iter().filter_map(|p| seg(p)).collect();
+                    c.sent_to_me(&segs).find(|s| s.fin).cloned()
+                })
+                .unwrap_or_else(|| panic!("FIN of flow {i}"));
+            c.ack = fin.seq.wrapping_add(1);
+            net.send(&c.pkt(TcpControl::None, true, &[]));
+        } else {
+            c.rst(&mut net);
+            drop(server);
+        }
+        assert_eq!(net.tcp_flows(), 0, "flow {i} left the table");
+    }
+    advance(Duration::from_secs(1));
+    net.poll();
+    let (flows, keys, slots, timers) = net.nat.tcp_sizes();
+    assert_eq!((flows, keys), (0, 0), "no flow and no index entry left");
+    assert!(
+        slots <= 2,
+        "slots are reused: {slots} allocated for 1 live flow at a time"
+    );
+    assert!(timers <= 64, "stale deadlines are dropped: {timers} left");
+    assert_eq!(net.nat.stats().counters.tcp_opened, 10_000);
 }

@@ -26,7 +26,7 @@ use smoltcp::wire::{Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, Ipv4Repr, UdpP
 
 use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
-use crate::flow::{FlowKey, Handle, Owner, Table};
+use crate::flow::{FlowKey, Handle, Keys, Owner, Table};
 use crate::publish::Publish;
 
 /// Datagrams read from one socket per wakeup.
@@ -57,7 +57,7 @@ pub(crate) struct Listener {
 #[derive(Default)]
 pub(crate) struct Udp {
     flows: Table<UdpFlow>,
-    keys: HashMap<FlowKey, Handle, foldhash::fast::RandomState>,
+    keys: Keys,
     listeners: Table<Listener>,
     /// Published-port clients by (container side, client as the container sees it).
     published: HashMap<FlowKey, PublishedFlow, foldhash::fast::RandomState>,

@@ -10,7 +10,7 @@ use nix::sys::epoll::EpollFlags;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 use socket2::SockRef;
 
-use super::{Far, HostSide, Phase, Tcp, TcpFlow, buffers};
+use super::{Far, HostSide, Phase, Tcp, buffers};
 use crate::ctx::Ctx;
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle, Owner};
@@ -105,28 +105,21 @@ impl Tcp {
                 refuse(&stream);
                 continue;
             }
-            let socket = self.sockets.add(s);
-            let flow = TcpFlow {
-                socket,
-                key,
-                far: Far::Host(HostSide {
-                    stream,
-                    phase: Phase::Open,
-                    host_readable: false,
-                    host_writable: true,
-                    host_eof: false,
-                    shut_wr: false,
-                    peer_fin: false,
-                }),
-                last: ctx.now,
-                rx_rate: buffers::Rate::new(ctx.now),
-            };
-            if self.insert(ctx, flow).is_some() {
+            let far = Far::Host(HostSide {
+                stream,
+                phase: Phase::Open,
+                host_readable: false,
+                host_writable: true,
+                host_eof: false,
+                shut_wr: false,
+                peer_fin: false,
+            });
+            if let Some(h) = self.insert(ctx, key, s, far) {
                 ctx.counters.tcp_opened += 1;
+                self.poll_flow(ctx, h, None, sink);
             } else {
                 ctx.release(key.endpoint());
             }
         }
-        self.poll_iface(ctx, None, sink);
     }
 }

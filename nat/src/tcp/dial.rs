@@ -7,7 +7,6 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::OwnedFd;
 
-use smoltcp::socket::tcp::Socket;
 use smoltcp::wire::{
     Icmpv4DstUnreachable, IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl,
     TcpPacket, TcpRepr, TcpSeqNumber,
@@ -57,22 +56,22 @@ impl Syn {
 pub(crate) const MAX_DIALS_PER_ENDPOINT: usize = 256;
 
 impl Tcp {
-    /// Begins an outbound flow; false if the SYN was answered (refused) instead.
+    /// Begins an outbound flow; None if the SYN was answered (refused) instead.
     pub(super) fn start_dial(
         &mut self,
         ctx: &mut Ctx,
         key: FlowKey,
         syn: &Syn,
         sink: &mut Sink<'_>,
-    ) -> bool {
+    ) -> Option<Handle> {
         let SocketAddr::V4(peer) = key.peer else {
-            return false;
+            return None;
         };
         let target = match ctx.target(*peer.ip()) {
             Target::Host(ip) => ip,
             Target::ClosedGateway => {
                 send_rst(ctx, syn, sink);
-                return false;
+                return None;
             }
             Target::Forbidden => {
                 ctx.unreachable_from(
@@ -81,27 +80,27 @@ impl Tcp {
                     Icmpv4DstUnreachable::HostProhibited,
                     sink,
                 );
-                return false;
+                return None;
             }
         };
         let ep = key.endpoint();
         if self.dials.held_by(ep) >= MAX_DIALS_PER_ENDPOINT {
             ctx.counters.refused_endpoint_quota += 1;
             send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
         if ctx.admit(ep).is_err() {
             send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
         let Some(stream) = dial(SocketAddrV4::new(target, peer.port()), ctx, syn, sink) else {
             ctx.release(ep);
-            return false;
+            return None;
         };
         let Some(mut s) = buffers::open(ctx) else {
             ctx.release(ep);
             send_rst(ctx, syn, sink);
-            return false;
+            return None;
         };
         s.pause_synack(true);
         if s.listen(IpListenEndpoint {
@@ -113,40 +112,33 @@ impl Tcp {
             ctx.budget.give(buffers::charged(&s));
             ctx.release(ep);
             send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
-        let socket = self.sockets.add(s);
-        let flow = TcpFlow {
-            socket,
-            key,
-            far: Far::Host(HostSide {
-                stream,
-                phase: Phase::Dialing {
-                    deadline: ctx.now + ctx.cfg.connect_timeout,
-                    syn: *syn,
-                },
-                host_readable: false,
-                host_writable: false,
-                host_eof: false,
-                shut_wr: false,
-                peer_fin: false,
-            }),
-            last: ctx.now,
-            rx_rate: buffers::Rate::new(ctx.now),
-        };
-        if self.insert(ctx, flow).is_none() {
+        let far = Far::Host(HostSide {
+            stream,
+            phase: Phase::Dialing {
+                deadline: ctx.now + ctx.cfg.connect_timeout,
+                syn: *syn,
+            },
+            host_readable: false,
+            host_writable: false,
+            host_eof: false,
+            shut_wr: false,
+            peer_fin: false,
+        });
+        let Some(h) = self.insert(ctx, key, s, far) else {
             ctx.release(ep);
-            return false;
-        }
+            return None;
+        };
         self.dials.add(ep);
-        true
+        Some(h)
     }
 
     /// A dial made progress: connected, or failed.
     pub(super) fn finish_dial(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
         let Some(TcpFlow {
             far: Far::Host(host),
-            socket,
+            conn,
             key,
             ..
         }) = self.flows.get_mut(h)
@@ -173,40 +165,15 @@ impl Tcp {
         match err {
             None => {
                 host.phase = Phase::Open;
-                let (socket, ep) = (*socket, key.endpoint());
-                self.dials.sub(ep);
-                self.sockets.get_mut::<Socket>(socket).pause_synack(false);
+                conn.sock_mut().pause_synack(false);
+                self.dials.sub(key.endpoint());
                 ctx.counters.tcp_opened += 1;
-                self.poll_iface(ctx, None, sink);
+                self.poll_flow(ctx, h, None, sink);
             }
             Some(e) => {
                 self.remove(ctx, h, false);
                 dial_failed(ctx, &syn, &e, sink);
             }
-        }
-    }
-
-    /// Fails dials past their deadline.
-    pub(super) fn check_dials(&mut self, ctx: &mut Ctx, sink: &mut Sink<'_>) {
-        if self.dials.is_empty() {
-            return;
-        }
-        let now = ctx.now;
-        let late: Vec<(Handle, Syn)> = self
-            .flows
-            .iter()
-            .filter_map(|(h, f)| match &f.far {
-                Far::Host(HostSide {
-                    phase: Phase::Dialing { deadline, syn },
-                    ..
-                }) if *deadline <= now => Some((h, *syn)),
-                _ => None,
-            })
-            .collect();
-        for (h, syn) in late {
-            self.remove(ctx, h, false);
-            let e = io::Error::from_raw_os_error(libc::ETIMEDOUT);
-            dial_failed(ctx, &syn, &e, sink);
         }
     }
 }
@@ -239,7 +206,7 @@ fn dial(to: SocketAddrV4, ctx: &mut Ctx, syn: &Syn, sink: &mut Sink<'_>) -> Opti
 }
 
 /// Tells the container why its connection cannot be made.
-fn dial_failed(ctx: &mut Ctx, syn: &Syn, e: &io::Error, sink: &mut Sink<'_>) {
+pub(super) fn dial_failed(ctx: &mut Ctx, syn: &Syn, e: &io::Error, sink: &mut Sink<'_>) {
     let reason = match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => {
             ctx.counters.tcp_refused += 1;

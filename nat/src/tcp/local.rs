@@ -30,28 +30,28 @@ const MAX_MSG: usize = 2 + 65_535;
 const TX_MAX: usize = 1 << 17;
 
 impl Tcp {
-    /// Accepts a connection to a local service; false if refused (answered with RST).
+    /// Accepts a connection to a local service; None if refused (answered with RST).
     pub(super) fn open_local(
         &mut self,
         ctx: &mut Ctx,
         key: FlowKey,
         syn: &Syn,
         sink: &mut Sink<'_>,
-    ) -> bool {
+    ) -> Option<Handle> {
         let ep = key.endpoint();
         if self.local_conns.held_by(ep) >= MAX_PER_ENDPOINT {
             ctx.counters.refused_endpoint_quota += 1;
             super::send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
         if ctx.admit(ep).is_err() {
             super::send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
         let Some(mut s) = buffers::open(ctx) else {
             ctx.release(ep);
             super::send_rst(ctx, syn, sink);
-            return false;
+            return None;
         };
         if s.listen(IpListenEndpoint {
             addr: Some(key.peer.ip().into()),
@@ -62,25 +62,18 @@ impl Tcp {
             ctx.budget.give(buffers::charged(&s));
             ctx.release(ep);
             super::send_rst(ctx, syn, sink);
-            return false;
+            return None;
         }
-        let socket = self.sockets.add(s);
-        let flow = TcpFlow {
-            socket,
-            key,
-            far: Far::Local {
-                inbuf: Vec::new(),
-                outstanding: 0,
-            },
-            last: ctx.now,
-            rx_rate: buffers::Rate::new(ctx.now),
+        let far = Far::Local {
+            inbuf: Vec::new(),
+            outstanding: 0,
         };
-        if self.insert(ctx, flow).is_none() {
+        let Some(h) = self.insert(ctx, key, s, far) else {
             ctx.release(ep);
-            return false;
-        }
+            return None;
+        };
         self.local_conns.add(ep);
-        true
+        Some(h)
     }
 
     /// Writes one answer, length-prefixed, on local connection `h` (gone: dropped).
@@ -102,7 +95,7 @@ impl Tcp {
         if relayed {
             *outstanding = outstanding.saturating_sub(1);
         }
-        let sock = self.sockets.get_mut::<Socket>(flow.socket);
+        let sock = flow.conn.sock_mut();
         let Ok(len) = u16::try_from(msg.len()) else {
             return;
         };
@@ -112,7 +105,7 @@ impl Tcp {
             let _ = sock.send_slice(msg);
             flow.last = ctx.now;
         }
-        self.poll_iface(ctx, None, sink);
+        self.poll_flow(ctx, h, None, sink);
         self.pump(ctx, h, sink);
     }
 

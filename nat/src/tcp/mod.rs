@@ -26,7 +26,14 @@
 //! side aborts the other (host side via SO_LINGER 0). A flow leaves the table (and its
 //! quota) as soon as both sides are done; there is no TIME-WAIT retention.
 //!
-//! Aging (like conntrack), checked once a second: a handshake the container never completes
+//! Dispatch is O(1) in the number of flows: a segment finds its flow by a hash of its
+//! 4-tuple, and each flow's smoltcp socket sits alone in its own `SocketSet`, so that
+//! smoltcp's interface (which scans the set it is given, for ingress and egress) touches only
+//! that socket. Timers are a heap of per-flow deadlines (`timer.rs`): smoltcp's own
+//! (retransmission, delayed ACK), the dial deadline, buffer shrinking and aging; a poll
+//! services only the flows that came due.
+//!
+//! Aging (like conntrack): a handshake the container never completes
 //! or answers with RST (it gave up before the dial finished) ends the flow; so do a flow idle
 //! in one direction's close for `fin_timeout` (container closed, host did not) or
 //! `close_wait_timeout` (host closed, container did not), and an established flow idle for
@@ -61,7 +68,8 @@ pub(crate) use local::MAX_PER_ENDPOINT as MAX_LOCAL_PER_ENDPOINT;
 
 use crate::ctx::Ctx;
 use crate::device::{Framer, OneShot, Sink};
-use crate::flow::{FlowKey, Handle, Owner, PerEndpoint, Table};
+use crate::flow::{FlowKey, Handle, Keys, Owner, PerEndpoint, Table};
+use crate::timer::Timers;
 
 /// A message received on a local-service connection, for the engine to answer.
 pub(crate) struct LocalMessage {
@@ -95,10 +103,34 @@ struct HostSide {
     peer_fin: bool,
 }
 
+/// A smoltcp socket alone in its own set, so that polling the interface for it is O(1).
+pub(crate) struct Conn {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+}
+
+impl Conn {
+    fn new(socket: Socket<'static>) -> Self {
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(socket);
+        Self { set, handle }
+    }
+
+    fn sock(&self) -> &Socket<'static> {
+        self.set.get::<Socket>(self.handle)
+    }
+
+    fn sock_mut(&mut self) -> &mut Socket<'static> {
+        self.set.get_mut::<Socket>(self.handle)
+    }
+}
+
 /// One TCP flow.
 pub(crate) struct TcpFlow {
-    socket: SocketHandle,
+    conn: Conn,
     key: FlowKey,
+    /// The deadline this flow holds in the timer heap (`None` while it is being serviced).
+    wake: Option<Instant>,
     far: Far,
     /// Last time a segment or a byte moved.
     last: Instant,
@@ -109,14 +141,16 @@ pub(crate) struct TcpFlow {
 /// TCP flows of one network and the smoltcp interface that terminates them.
 pub(crate) struct Tcp {
     iface: Interface,
-    sockets: SocketSet<'static>,
+    /// An empty set: segments for no flow are polled against it (smoltcp answers RST).
+    strays: SocketSet<'static>,
     flows: Table<TcpFlow>,
-    keys: HashMap<FlowKey, Handle, foldhash::fast::RandomState>,
+    timers: Timers<Handle>,
+    keys: Keys,
     listeners: Table<Listener>,
     dials: PerEndpoint,
     local_conns: PerEndpoint,
     messages: Vec<LocalMessage>,
-    /// Reused list of flow handles for sweeps.
+    /// Reused list of the flows that came due.
     scratch: Vec<Handle>,
 }
 
@@ -151,8 +185,9 @@ impl Tcp {
         let _ = iface.routes_mut().add_default_ipv4_route(gw);
         Self {
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            strays: SocketSet::new(Vec::new()),
             flows: Table::default(),
+            timers: Timers::default(),
             keys: HashMap::default(),
             listeners: Table::default(),
             dials: PerEndpoint::default(),
@@ -167,31 +202,100 @@ impl Tcp {
         self.flows.len()
     }
 
+    /// (flows, 4-tuple index entries, table slots, timer entries): what churn must not grow.
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.flows.len(),
+            self.keys.len(),
+            self.flows.slots(),
+            self.timers.len(),
+        )
+    }
+
     /// Messages received on local-service connections since the last call.
     pub(crate) fn take_messages(&mut self) -> Vec<LocalMessage> {
         std::mem::take(&mut self.messages)
     }
 
-    /// Feeds one IP packet (or none) to smoltcp and lets it transmit.
-    fn poll_iface(&mut self, ctx: &mut Ctx, rx: Option<&[u8]>, sink: &mut Sink<'_>) {
-        let now = ctx.smol_now();
-        let mtu = ctx.cfg.mtu as usize;
+    /// Feeds one IP packet (or none) to flow `h`'s socket, lets it transmit, and books its
+    /// next deadline.
+    fn poll_flow(&mut self, ctx: &mut Ctx, h: Handle, rx: Option<&[u8]>, sink: &mut Sink<'_>) {
+        let Some(flow) = self.flows.get_mut(h) else {
+            return;
+        };
+        let (mtu, now) = (ctx.cfg.mtu as usize, ctx.smol_now());
         poll_with(
             &mut self.iface,
-            &mut self.sockets,
+            &mut flow.conn.set,
             &mut ctx.framer,
             now,
             mtu,
             rx,
             sink,
         );
+        self.reschedule(ctx, h);
     }
 
-    /// How soon smoltcp's timers need a poll.
-    pub(crate) fn poll_delay(&mut self, ctx: &Ctx) -> Option<Duration> {
-        self.iface
-            .poll_delay(ctx.smol_now(), &self.sockets)
-            .map(|d| Duration::from_micros(d.total_micros()))
+    /// Feeds a segment that belongs to no flow to smoltcp, which answers it with RST.
+    fn poll_stray(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
+        let (mtu, now) = (ctx.cfg.mtu as usize, ctx.smol_now());
+        poll_with(
+            &mut self.iface,
+            &mut self.strays,
+            &mut ctx.framer,
+            now,
+            mtu,
+            Some(packet),
+            sink,
+        );
+    }
+
+    /// Books flow `h`'s next deadline: the earliest of smoltcp's timers, its dial deadline,
+    /// buffer shrinking and aging. A deadline later than the one booked is left for when
+    /// the booked one comes due (see `timer.rs`).
+    fn reschedule(&mut self, ctx: &Ctx, h: Handle) {
+        let Some(flow) = self.flows.get_mut(h) else {
+            return;
+        };
+        let smol_now = ctx.smol_now();
+        let mut at = match self.iface.poll_at(smol_now, &flow.conn.set) {
+            Some(t) if t <= smol_now => Some(ctx.now),
+            Some(t) => ctx
+                .now
+                .checked_add(Duration::from_micros((t - smol_now).total_micros())),
+            None => None,
+        };
+        let mut sooner = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        sooner(limit(ctx, flow).and_then(|l| flow.last.checked_add(l)));
+        if let Far::Host(HostSide {
+            phase: Phase::Dialing { deadline, .. },
+            ..
+        }) = &flow.far
+        {
+            sooner(Some(*deadline));
+        }
+        if buffers::charged(flow.conn.sock()) > 2 * buffers::MIN {
+            sooner(Some(flow.last + IDLE_SHRINK));
+        }
+        let Some(at) = at else {
+            return;
+        };
+        if flow.wake.is_none_or(|w| at < w) {
+            flow.wake = Some(at);
+            self.timers.schedule(at, h);
+        }
+    }
+
+    /// How soon a flow comes due.
+    pub(crate) fn poll_delay(&self, ctx: &Ctx) -> Option<Duration> {
+        self.timers
+            .next()
+            .map(|t| t.saturating_duration_since(ctx.now))
     }
 
     /// A TCP packet from a container (a complete IPv4 packet whose length the engine checked).
@@ -206,33 +310,28 @@ impl Tcp {
             SocketAddr::new(ip.src_addr().into(), tcp.src_port()),
             SocketAddr::new(ip.dst_addr().into(), tcp.dst_port()),
         );
-        let existing = self.keys.get(&key).copied();
-        if existing.is_none() {
-            if !(tcp.syn() && !tcp.ack() && !tcp.rst()) {
-                // A stray segment for no flow: smoltcp answers it with RST when fed.
-                self.poll_iface(ctx, Some(packet), sink);
-                return;
-            }
-            let Some(syn) = Syn::parse(packet) else {
-                return;
-            };
-            let started = if ip.dst_addr() == ctx.cfg.gateway_ip && tcp.dst_port() == 53 {
-                self.open_local(ctx, key, &syn, sink)
-            } else {
-                self.start_dial(ctx, key, &syn, sink)
-            };
-            if !started {
-                return;
-            }
-        }
-        self.poll_iface(ctx, Some(packet), sink);
-        if let Some(h) = existing.or_else(|| self.keys.get(&key).copied()) {
+        if let Some(&h) = self.keys.get(&key) {
             if let Some(f) = self.flows.get_mut(h) {
                 f.last = ctx.now;
             }
-            if existing.is_some() {
-                self.pump(ctx, h, sink);
-            }
+            self.poll_flow(ctx, h, Some(packet), sink);
+            self.pump(ctx, h, sink);
+            return;
+        }
+        if !(tcp.syn() && !tcp.ack() && !tcp.rst()) {
+            self.poll_stray(ctx, packet, sink);
+            return;
+        }
+        let Some(syn) = Syn::parse(packet) else {
+            return;
+        };
+        let started = if ip.dst_addr() == ctx.cfg.gateway_ip && tcp.dst_port() == 53 {
+            self.open_local(ctx, key, &syn, sink)
+        } else {
+            self.start_dial(ctx, key, &syn, sink)
+        };
+        if let Some(h) = started {
+            self.poll_flow(ctx, h, Some(packet), sink);
         }
     }
 
@@ -269,14 +368,76 @@ impl Tcp {
         }
     }
 
-    /// Timers: pending dials and smoltcp's own.
-    ///
-    /// Flows are pumped when something happened to them: a segment from the container, an
-    /// event on the host socket, an answer for a local connection. What smoltcp's timers do
-    /// to a flow on their own (a retransmission giving up) is picked up by [`Tcp::sweep`].
+    /// Services the flows whose deadline has come: smoltcp's timers, dial deadlines,
+    /// buffer shrinking and aging. Flows are otherwise pumped when something happens to
+    /// them: a segment from the container, an event on the host socket, an answer for a
+    /// local connection.
     pub(crate) fn poll(&mut self, ctx: &mut Ctx, sink: &mut Sink<'_>) {
-        self.check_dials(ctx, sink);
-        self.poll_iface(ctx, None, sink);
+        let mut due = std::mem::take(&mut self.scratch);
+        due.clear();
+        while let Some((at, h)) = self.timers.pop_due(ctx.now) {
+            if let Some(f) = self.flows.get_mut(h)
+                && f.wake == Some(at)
+            {
+                f.wake = None;
+                due.push(h);
+            }
+        }
+        for &h in &due {
+            self.service(ctx, h, sink);
+        }
+        self.scratch = due;
+        let flows = &self.flows;
+        self.timers.compact(flows.len(), |at, h| {
+            flows.get(h).is_some_and(|f| f.wake == Some(at))
+        });
+    }
+
+    /// One flow's deadline came: runs smoltcp's timers for it, moves what can move, and
+    /// ends it if its dial, handshake, close or idleness has lasted too long (see the top of
+    /// this file).
+    fn service(&mut self, ctx: &mut Ctx, h: Handle, sink: &mut Sink<'_>) {
+        if let Some(TcpFlow {
+            far:
+                Far::Host(HostSide {
+                    phase: Phase::Dialing { deadline, syn },
+                    ..
+                }),
+            ..
+        }) = self.flows.get(h)
+            && *deadline <= ctx.now
+        {
+            let syn = *syn;
+            self.remove(ctx, h, false);
+            let e = io::Error::from_raw_os_error(libc::ETIMEDOUT);
+            dial::dial_failed(ctx, &syn, &e, sink);
+            return;
+        }
+        self.poll_flow(ctx, h, None, sink);
+        self.pump(ctx, h, sink);
+        let now = ctx.now;
+        let Some(flow) = self.flows.get_mut(h) else {
+            return;
+        };
+        let idle = now.saturating_duration_since(flow.last);
+        if idle >= IDLE_SHRINK {
+            buffers::shrink_idle(ctx, flow.conn.sock_mut());
+        }
+        if limit(ctx, flow).is_some_and(|l| idle >= l) {
+            tracing::debug!(
+                "tcp: {} -> {} idle {:?} in {}: expired",
+                flow.key.container,
+                flow.key.peer,
+                idle,
+                flow.conn.sock().state()
+            );
+            ctx.counters.expired += 1;
+            flow.conn.sock_mut().abort();
+            self.poll_flow(ctx, h, None, sink);
+            self.remove(ctx, h, true);
+            return;
+        }
+        self.reschedule(ctx, h);
     }
 
     /// Moves bytes between the two sides of one flow and handles closing.
@@ -284,7 +445,7 @@ impl Tcp {
         let Some(flow) = self.flows.get_mut(h) else {
             return;
         };
-        let sock = self.sockets.get_mut::<Socket>(flow.socket);
+        let sock = flow.conn.sock_mut();
         let dialing = matches!(
             flow.far,
             Far::Host(HostSide {
@@ -323,67 +484,11 @@ impl Tcp {
         };
         if moved {
             flow.last = ctx.now;
-            self.poll_iface(ctx, None, sink);
+            self.poll_flow(ctx, h, None, sink);
         }
         if done {
             self.remove(ctx, h, reset);
         }
-    }
-
-    /// Ends flows whose handshake, close or idleness has lasted too long (see the top of
-    /// this file). Call about once a second.
-    pub(crate) fn sweep(&mut self, ctx: &mut Ctx, sink: &mut Sink<'_>) {
-        let mut handles = std::mem::take(&mut self.scratch);
-        handles.clear();
-        handles.extend(self.flows.iter().map(|(h, _)| h));
-        let now = ctx.now;
-        for &h in &handles {
-            self.pump(ctx, h, sink);
-            let Some(flow) = self.flows.get(h) else {
-                continue;
-            };
-            let idle = now.saturating_duration_since(flow.last);
-            let state = self.sockets.get::<Socket>(flow.socket).state();
-            let limit = match (&flow.far, state) {
-                (
-                    Far::Host(HostSide {
-                        phase: Phase::Dialing { .. },
-                        ..
-                    }),
-                    _,
-                ) => None, // its own deadline
-                (_, State::Listen | State::SynReceived | State::SynSent) => {
-                    Some(ctx.cfg.connect_timeout)
-                }
-                (Far::Local { .. }, _) => Some(local::IDLE_TIMEOUT),
-                (Far::Host(host), _) if host.peer_fin && !host.host_eof => {
-                    Some(ctx.cfg.fin_timeout)
-                }
-                (Far::Host(host), _) if host.host_eof && !host.peer_fin => {
-                    Some(ctx.cfg.close_wait_timeout)
-                }
-                (Far::Host(_), State::Established) => Some(ctx.cfg.tcp_idle_timeout),
-                _ => Some(ctx.cfg.fin_timeout),
-            };
-            if idle >= IDLE_SHRINK {
-                let socket = flow.socket;
-                buffers::shrink_idle(ctx, self.sockets.get_mut::<Socket>(socket));
-            }
-            if limit.is_some_and(|l| idle >= l) {
-                tracing::debug!(
-                    "tcp: {} -> {} idle {:?} in {state}: expired",
-                    flow.key.container,
-                    flow.key.peer,
-                    idle
-                );
-                ctx.counters.expired += 1;
-                let socket = flow.socket;
-                self.sockets.get_mut::<Socket>(socket).abort();
-                self.poll_iface(ctx, None, sink);
-                self.remove(ctx, h, true);
-            }
-        }
-        self.scratch = handles;
     }
 
     /// Drops a flow; `reset` closes the host side with RST (SO_LINGER 0).
@@ -404,15 +509,28 @@ impl Tcp {
             }
             Far::Local { .. } => self.local_conns.sub(ep),
         }
-        let held = buffers::charged(self.sockets.get::<Socket>(flow.socket));
-        ctx.budget.give(held);
-        self.sockets.remove(flow.socket);
+        ctx.budget.give(buffers::charged(flow.conn.sock()));
         self.keys.remove(&flow.key);
         ctx.release(ep);
     }
 
-    fn insert(&mut self, ctx: &mut Ctx, flow: TcpFlow) -> Option<Handle> {
-        let key = flow.key;
+    /// Enters a new flow (socket, key, host side) in the table and the epoll set; None if
+    /// its host socket cannot be watched (the flow is dropped and its buffers given back).
+    fn insert(
+        &mut self,
+        ctx: &mut Ctx,
+        key: FlowKey,
+        socket: Socket<'static>,
+        far: Far,
+    ) -> Option<Handle> {
+        let flow = TcpFlow {
+            conn: Conn::new(socket),
+            key,
+            wake: None,
+            far,
+            last: ctx.now,
+            rx_rate: buffers::Rate::new(ctx.now),
+        };
         let h = self.flows.insert(flow);
         if let Some(TcpFlow {
             far: Far::Host(host),
@@ -423,15 +541,35 @@ impl Tcp {
                 .is_err()
         {
             if let Some(f) = self.flows.remove(h) {
-                ctx.budget
-                    .give(buffers::charged(self.sockets.get::<Socket>(f.socket)));
-                self.sockets.remove(f.socket);
+                ctx.budget.give(buffers::charged(f.conn.sock()));
             }
             return None;
         }
         self.keys.insert(key, h);
+        self.reschedule(ctx, h);
         Some(h)
     }
+}
+
+/// How long flow `f` may stay idle in its present state before it is ended (None while it
+/// dials: a dial has its own deadline).
+fn limit(ctx: &Ctx, f: &TcpFlow) -> Option<Duration> {
+    let state = f.conn.sock().state();
+    Some(match (&f.far, state) {
+        (
+            Far::Host(HostSide {
+                phase: Phase::Dialing { .. },
+                ..
+            }),
+            _,
+        ) => return None,
+        (_, State::Listen | State::SynReceived | State::SynSent) => ctx.cfg.connect_timeout,
+        (Far::Local { .. }, _) => local::IDLE_TIMEOUT,
+        (Far::Host(host), _) if host.peer_fin && !host.host_eof => ctx.cfg.fin_timeout,
+        (Far::Host(host), _) if host.host_eof && !host.peer_fin => ctx.cfg.close_wait_timeout,
+        (Far::Host(_), State::Established) => ctx.cfg.tcp_idle_timeout,
+        _ => ctx.cfg.fin_timeout,
+    })
 }
 
 fn poll_with(
