@@ -175,6 +175,9 @@ pub struct NatCounters {
     pub expired: u64,
     /// Packets dropped because the network is internal.
     pub internal_drops: u64,
+    /// Bytes from containers written straight from their frames to host sockets (TCP direct
+    /// receive, `tcp/direct.rs`); the rest passed through smoltcp's receive buffers.
+    pub tcp_direct_bytes: u64,
 }
 
 /// Errors of the runtime API.

@@ -47,6 +47,7 @@
 mod accept;
 mod buffers;
 mod dial;
+mod direct;
 mod local;
 
 use std::collections::HashMap;
@@ -152,6 +153,8 @@ pub(crate) struct Tcp {
     messages: Vec<LocalMessage>,
     /// Reused list of the flows that came due.
     scratch: Vec<Handle>,
+    /// Reused buffer for segments rewritten by direct receive.
+    rewrite: Vec<u8>,
 }
 
 /// A flow idle this long gives its buffers back (down to 4 KiB each way).
@@ -194,6 +197,7 @@ impl Tcp {
             local_conns: PerEndpoint::default(),
             messages: Vec::new(),
             scratch: Vec::new(),
+            rewrite: Vec::new(),
         }
     }
 
@@ -314,7 +318,9 @@ impl Tcp {
             if let Some(f) = self.flows.get_mut(h) {
                 f.last = ctx.now;
             }
-            self.poll_flow(ctx, h, Some(packet), sink);
+            if !self.direct(ctx, h, packet, sink) {
+                self.poll_flow(ctx, h, Some(packet), sink);
+            }
             self.pump(ctx, h, sink);
             return;
         }

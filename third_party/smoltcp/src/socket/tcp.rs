@@ -1495,6 +1495,31 @@ impl<'a> Socket<'a> {
         self.rx_buffer.len()
     }
 
+    // vswitchd patch: direct receive (see VSWITCHD-PATCH.md).
+    /// The sequence number of the next in-order octet from the peer, if the connection is
+    /// established and nothing is buffered (neither in order nor out of order): the owner
+    /// may then take a segment's payload starting there straight to its destination, account
+    /// for it with [`skip_received`](#method.skip_received), and hand the socket the segment
+    /// without those octets.
+    pub fn direct_rx_seq(&self) -> Option<TcpSeqNumber> {
+        (self.state == State::Established && self.rx_buffer.is_empty() && self.assembler.is_empty())
+            .then_some(self.remote_seq_no)
+    }
+
+    // vswitchd patch: direct receive (see VSWITCHD-PATCH.md).
+    /// `n` octets at [`direct_rx_seq`](#method.direct_rx_seq) were delivered by the owner
+    /// without passing through the receive buffer: they count as received and read, and are
+    /// acknowledged with the next segment sent. `Err(())` and no change if direct receive is
+    /// not possible now or `n` exceeds the receive window.
+    #[allow(clippy::result_unit_err)] // vswitchd patch: plain refusal, nothing to report
+    pub fn skip_received(&mut self, n: usize) -> Result<(), ()> {
+        if self.direct_rx_seq().is_none() || n > self.rx_buffer.window() {
+            return Err(());
+        }
+        self.remote_seq_no += n;
+        Ok(())
+    }
+
     fn set_state(&mut self, state: State) {
         if self.state != state {
             tcp_trace!("state={}=>{}", self.state, state);
@@ -9959,6 +9984,58 @@ mod test {
         s.send_slice(b"def").unwrap();
         recv_nothing!(s);
         assert_eq!(s.state, State::Closed);
+    }
+
+    // =========================================================================================//
+    // vswitchd patch: tests for direct_rx_seq and skip_received.
+    // =========================================================================================//
+
+    #[test]
+    fn test_skip_received_acks_octets_that_never_entered_the_buffer() {
+        let mut s = socket_established();
+        assert_eq!(s.direct_rx_seq(), Some(REMOTE_SEQ + 1));
+        // The owner took 6 octets of a segment directly; the socket sees the rest of the
+        // segment (nothing) starting after them.
+        assert_eq!(s.skip_received(6), Ok(()));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 64,
+                ..RECV_TEMPL
+            }]
+        );
+        assert_eq!(s.recv_queue(), 0);
+    }
+
+    #[test]
+    fn test_skip_received_is_refused_while_octets_are_buffered() {
+        let mut s = socket_established();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.direct_rx_seq(), None);
+        assert_eq!(s.skip_received(1), Err(()));
+        let mut s = socket_established();
+        assert_eq!(s.skip_received(65), Err(()), "beyond the window");
+        let mut s = socket_listen();
+        assert_eq!(s.direct_rx_seq(), None);
+        assert_eq!(s.skip_received(1), Err(()));
     }
 
     // =========================================================================================//
