@@ -206,7 +206,7 @@ pub(crate) fn untoken(data: u64) -> Option<(Owner, Handle)> {
 pub type Keys = HashMap<FlowKey, Handle, foldhash::fast::RandomState>;
 
 /// A transport flow as the container sees it: its own address and port, and the peer's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKey {
     /// The container's side.
     pub container: SocketAddr,

@@ -26,6 +26,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
 use crate::flow::{Handle, Owner, Table};
+use crate::timer::Timers;
 
 /// (container address, echo identifier, destination).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +50,8 @@ struct PingFlow {
 pub(crate) struct Ping {
     flows: Table<PingFlow>,
     keys: HashMap<EchoKey, Handle, foldhash::fast::RandomState>,
+    /// When each flow may have idled out (see `Udp::expire`, which works the same way).
+    deadlines: Timers<Handle>,
 }
 
 impl Ping {
@@ -143,6 +146,7 @@ impl Ping {
             return None;
         }
         self.keys.insert(key, h);
+        self.deadlines.schedule(ctx.now + ctx.cfg.udp_timeout, h);
         Some(h)
     }
 
@@ -187,17 +191,24 @@ impl Ping {
         }
     }
 
-    /// Forgets echo flows idle for longer than `udp_timeout`.
+    /// Forgets echo flows idle for longer than `udp_timeout` (touching only flows whose
+    /// deadline came; see `Udp::expire`).
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
         let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
-        for f in self
-            .flows
-            .remove_where(|f| now.saturating_duration_since(f.last) >= timeout)
-        {
-            ctx.deregister(f.sock.as_fd());
-            self.keys.remove(&f.key);
-            ctx.release(IpAddr::V4(f.key.container));
-            ctx.counters.expired += 1;
+        while let Some((_, h)) = self.deadlines.pop_due(now) {
+            let Some(last) = self.flows.get(h).map(|f| f.last) else {
+                continue;
+            };
+            if now.saturating_duration_since(last) < timeout {
+                self.deadlines.schedule(last + timeout, h);
+                continue;
+            }
+            if let Some(f) = self.flows.remove(h) {
+                ctx.deregister(f.sock.as_fd());
+                self.keys.remove(&f.key);
+                ctx.release(IpAddr::V4(f.key.container));
+                ctx.counters.expired += 1;
+            }
         }
     }
 }

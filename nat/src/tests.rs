@@ -717,7 +717,13 @@ fn ten_thousand_flows_opened_and_closed_leave_no_handle_or_timer_behind() {
 
 /// Sends `data` as a well-behaved sender would: segments of 1400 bytes within the window the
 /// gateway advertises, resent from the last acknowledged byte when nothing moves (at most 20 s).
-fn send_windowed(c: &mut Client, net: &mut Net, data: &[u8]) {
+/// `progress` sees the engine and the bytes acknowledged after every round.
+fn send_windowed(
+    c: &mut Client,
+    net: &mut Net,
+    data: &[u8],
+    mut progress: impl FnMut(&Net, usize),
+) {
     let base = c.seq;
     let (mut acked, mut next, mut win) = (0usize, 0usize, 4096usize);
     let end = Instant::now() + Duration::from_secs(20);
@@ -747,6 +753,7 @@ fn send_windowed(c: &mut Client, net: &mut Net, data: &[u8]) {
         if acked == before {
             next = acked; // go back and resend what was not taken
         }
+        progress(net, acked);
     }
     c.seq = base.wrapping_add(data.len() as u32);
 }
@@ -754,8 +761,8 @@ fn send_windowed(c: &mut Client, net: &mut Net, data: &[u8]) {
 #[test]
 fn data_reaches_the_host_in_order_whether_written_directly_or_buffered() {
     let host = TcpListener::bind("127.0.0.1:0").expect("listener");
-    // A small receive buffer on the far side, and a reader that starts late: the host socket
-    // fills, so the data takes both the direct path and smoltcp's buffer.
+    // A small receive buffer on the far side, and a reader that starts only once smoltcp
+    // has had to buffer something (the host socket was full): the data takes both paths.
     socket2::SockRef::from(&host)
         .set_recv_buffer_size(4096)
         .expect("rcvbuf");
@@ -765,13 +772,22 @@ fn data_reaches_the_host_in_order_whether_written_directly_or_buffered() {
     c.handshake(&mut net);
     let (mut server, _) = host.accept().expect("dialled");
     let data: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (start, started) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        let _ = started.recv();
         let mut got = Vec::new();
         server.read_to_end(&mut got).expect("read");
         got
     });
-    send_windowed(&mut c, &mut net, &data);
+    let mut start = Some(start);
+    send_windowed(&mut c, &mut net, &data, |net, acked| {
+        if net.nat.stats().counters.tcp_direct_bytes < acked as u64
+            && let Some(s) = start.take()
+        {
+            let _ = s.send(());
+        }
+    });
+    drop(start);
     c.fin(&mut net);
     net.poll_until(|_| None::<()>); // let the rest drain for a moment
     let got = reader.join().expect("reader");

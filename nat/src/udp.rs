@@ -28,6 +28,7 @@ use crate::ctx::{Ctx, Target};
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle, Keys, Owner, Table};
 use crate::publish::Publish;
+use crate::timer::Timers;
 
 /// Datagrams read from one socket per wakeup.
 const READ_BATCH: usize = 64;
@@ -45,6 +46,8 @@ struct PublishedFlow {
     /// The client's real address (where replies go).
     client: SocketAddrV4,
     last: Instant,
+    /// The deadline booked for it in `published_deadlines` (older entries are stale).
+    booked: Instant,
 }
 
 /// A published UDP port's bound socket.
@@ -61,6 +64,9 @@ pub(crate) struct Udp {
     listeners: Table<Listener>,
     /// Published-port clients by (container side, client as the container sees it).
     published: HashMap<FlowKey, PublishedFlow, foldhash::fast::RandomState>,
+    /// When each flow may have idled out (one entry per flow; see [`Udp::expire`]).
+    deadlines: Timers<Handle>,
+    published_deadlines: Timers<FlowKey>,
 }
 
 impl Udp {
@@ -141,6 +147,7 @@ impl Udp {
             return;
         }
         self.keys.insert(key, h);
+        self.deadlines.schedule(now + ctx.cfg.udp_timeout, h);
         ctx.counters.udp_flows += 1;
     }
 
@@ -241,8 +248,11 @@ impl Udp {
                             listener: h,
                             client,
                             last: ctx.now,
+                            booked: ctx.now + ctx.cfg.udp_timeout,
                         },
                     );
+                    self.published_deadlines
+                        .schedule(ctx.now + ctx.cfg.udp_timeout, key);
                     ctx.counters.udp_flows += 1;
                 }
             }
@@ -250,25 +260,37 @@ impl Udp {
         }
     }
 
-    /// Forgets flows idle for longer than `udp_timeout`.
+    /// Forgets flows idle for longer than `udp_timeout`. Each flow holds one deadline, its
+    /// last activity plus the timeout as of when the deadline was booked; a flow that was
+    /// active since is booked again instead of removed, so this touches only flows whose
+    /// deadline came.
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
         let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
-        for f in self
-            .flows
-            .remove_where(|f| now.saturating_duration_since(f.last) >= timeout)
-        {
-            ctx.deregister(f.sock.as_fd());
-            self.keys.remove(&f.key);
-            ctx.release(f.key.endpoint());
-            ctx.counters.expired += 1;
+        while let Some((_, h)) = self.deadlines.pop_due(now) {
+            let Some(last) = self.flows.get(h).map(|f| f.last) else {
+                continue;
+            };
+            if now.saturating_duration_since(last) < timeout {
+                self.deadlines.schedule(last + timeout, h);
+                continue;
+            }
+            if let Some(f) = self.flows.remove(h) {
+                ctx.deregister(f.sock.as_fd());
+                self.keys.remove(&f.key);
+                ctx.release(f.key.endpoint());
+                ctx.counters.expired += 1;
+            }
         }
-        let stale: Vec<FlowKey> = self
-            .published
-            .iter()
-            .filter(|(_, f)| now.saturating_duration_since(f.last) >= timeout)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in stale {
+        while let Some((at, k)) = self.published_deadlines.pop_due(now) {
+            // A client forgotten and seen again holds a newer entry; this one is stale.
+            let Some(f) = self.published.get_mut(&k).filter(|f| f.booked == at) else {
+                continue;
+            };
+            if now.saturating_duration_since(f.last) < timeout {
+                f.booked = f.last + timeout;
+                self.published_deadlines.schedule(f.booked, k);
+                continue;
+            }
             self.published.remove(&k);
             ctx.release(k.endpoint());
             ctx.counters.expired += 1;
