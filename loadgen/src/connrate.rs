@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::{Close, connect_done, percentile, start_connect};
+use crate::{Close, connect_done, cpu_share, cpu_time, percentile, start_connect};
 
 pub struct Config {
     pub to: SocketAddr,
@@ -22,12 +22,13 @@ pub struct Config {
     pub timeout: Duration,
     /// Wait for the server's first byte before closing.
     pub greeting: bool,
+    /// Threads, each with its own share of `conns` and its own epoll.
+    pub threads: usize,
 }
 
 struct Slot {
     sock: TcpStream,
     started: Instant,
-    connected: bool,
 }
 
 #[derive(Default)]
@@ -72,7 +73,6 @@ impl Run<'_> {
             Ok(sock) => Some(Slot {
                 sock,
                 started: Instant::now(),
-                connected: false,
             }),
             Err(e) => {
                 self.stats.error(&e);
@@ -91,22 +91,19 @@ impl Run<'_> {
             return;
         };
         let res = (|| {
-            if !slot.connected {
-                if !connect_done(&slot.sock)? {
-                    return Ok(false);
-                }
-                slot.connected = true;
+            if greeting {
+                // One read tells all: the greeting (done), EAGAIN (connect or greeting still
+                // under way), or the connect's error.
+                let mut b = [0u8; 64];
+                return match slot.sock.read(&mut b) {
+                    Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+                    Err(e) => Err(e),
+                };
             }
-            if !greeting {
-                return Ok(true);
-            }
-            let mut b = [0u8; 64];
-            match slot.sock.read(&mut b) {
-                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-                Err(e) => Err(e),
-            }
+            connect_done(&slot.sock)
         })();
         match res {
             Ok(false) => return,
@@ -141,21 +138,20 @@ impl Run<'_> {
     }
 }
 
-pub fn run(cfg: &Config) -> anyhow::Result<()> {
+/// One thread's loop over `conns` slots until `end`.
+fn worker(cfg: &Config, conns: usize, end: Instant) -> std::io::Result<Stats> {
     let mut run = Run {
         cfg,
         poll: Poll::new()?,
-        slots: (0..cfg.conns).map(|_| None).collect(),
+        slots: (0..conns).map(|_| None).collect(),
         next_from: 0,
         stats: Stats::default(),
     };
     let mut events = Events::with_capacity(1024);
-    let t0 = Instant::now();
-    let end = t0 + cfg.secs;
-    for i in 0..cfg.conns {
+    for i in 0..conns {
         run.open(i);
     }
-    let mut last_sweep = t0;
+    let mut last_sweep = Instant::now();
     loop {
         let now = Instant::now();
         if now >= end {
@@ -171,23 +167,55 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
             last_sweep = Instant::now();
         }
     }
+    Ok(run.stats)
+}
+
+pub fn run(cfg: &Config) -> anyhow::Result<()> {
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let end = t0 + cfg.secs;
+    let threads = cfg.threads.clamp(1, cfg.conns.max(1));
+    let parts = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                // Spread the slots: the first `conns % threads` threads take one more.
+                let n = cfg.conns / threads + usize::from(t < cfg.conns % threads);
+                sc.spawn(move || worker(cfg, n, end))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")))
+            })
+            .collect::<std::io::Result<Vec<Stats>>>()
+    })?;
+    let mut stats = Stats::default();
+    for p in parts {
+        stats.ok += p.ok;
+        stats.latency_us.extend(p.latency_us);
+        for (k, n) in p.errors {
+            *stats.errors.entry(k).or_default() += n;
+        }
+    }
     let secs = t0.elapsed().as_secs_f64();
-    let mut lat = std::mem::take(&mut run.stats.latency_us);
+    let mut lat = std::mem::take(&mut stats.latency_us);
     lat.sort_unstable();
-    let errors: u64 = run.stats.errors.values().sum();
-    let kinds: Vec<String> = run
-        .stats
+    let errors: u64 = stats.errors.values().sum();
+    let kinds: Vec<String> = stats
         .errors
         .iter()
         .map(|(k, n)| format!("{k}:{n}"))
         .collect();
     println!(
-        "connrate to={} conns={} secs={:.2} connects={} rate={:.0}/s errors={}{} connect_p50_us={} connect_p99_us={} done_when={} close={} sources={}",
+        "connrate to={} conns={} threads={} secs={:.2} connects={} rate={:.0}/s errors={}{} connect_p50_us={} connect_p99_us={} done_when={} close={} sources={} {}",
         cfg.to,
         cfg.conns,
+        threads,
         secs,
-        run.stats.ok,
-        run.stats.ok as f64 / secs,
+        stats.ok,
+        stats.ok as f64 / secs,
         errors,
         if kinds.is_empty() {
             String::new()
@@ -207,6 +235,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
         } else {
             cfg.from.len().to_string()
         },
+        cpu_share(cpu0, secs),
     );
     Ok(())
 }

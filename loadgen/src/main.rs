@@ -51,7 +51,7 @@ impl Close {
 /// What `serve` does with an accepted TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TcpMode {
-    /// Send one byte, then keep the connection until the peer closes it (`connrate`'s default).
+    /// Send one byte and close (`connrate` counts a connection when the byte arrives).
     Greet,
     /// Echo what arrives until the peer closes (`hold`, latency).
     Echo,
@@ -106,6 +106,9 @@ enum Mode {
         /// handshake itself, so only the greeting shows the connection reached the container.
         #[arg(long)]
         no_greeting: bool,
+        /// Threads, each with its share of --conns and its own epoll.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        threads: u64,
     },
     /// Open N idle TCP connections and M UDP flows (one datagram each, repeated every
     /// --keepalive-secs) and hold them until killed. Prints `hold tcp=OK/N udp=M/M ... ready`
@@ -142,6 +145,9 @@ enum Mode {
         /// Seconds to send.
         #[arg(long, default_value_t = 3.0, value_parser = parse_secs)]
         secs: f64,
+        /// Sending threads, one socket each (the sequence numbers are shared).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        threads: u64,
     },
 }
 
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
             close,
             timeout_ms,
             no_greeting,
+            threads,
         } => connrate::run(&connrate::Config {
             to,
             conns: conns as usize,
@@ -183,6 +190,7 @@ fn main() -> ExitCode {
             close,
             timeout: Duration::from_millis(timeout_ms),
             greeting: !no_greeting,
+            threads: threads as usize,
         }),
         Mode::Hold {
             to,
@@ -199,9 +207,17 @@ fn main() -> ExitCode {
             keepalive: Duration::from_secs(keepalive_secs),
             batch: batch as usize,
         }),
-        Mode::Udpflood { to, size, secs } => {
-            udp::flood(to, size as usize, Duration::from_secs_f64(secs))
-        }
+        Mode::Udpflood {
+            to,
+            size,
+            secs,
+            threads,
+        } => udp::flood(
+            to,
+            size as usize,
+            Duration::from_secs_f64(secs),
+            threads as usize,
+        ),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,8 +235,11 @@ pub fn start_connect(
     close: Close,
 ) -> std::io::Result<mio::net::TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_nonblocking(true)?;
+    let sock = Socket::new(
+        Domain::for_address(to),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     if close == Close::Rst {
         sock.set_linger(Some(Duration::ZERO))?;
     }
@@ -248,6 +267,32 @@ pub fn connect_done(s: &mio::net::TcpStream) -> std::io::Result<bool> {
     }
 }
 
+/// CPU time this process (all threads) has used so far, from /proc/self/stat (user + system,
+/// in the kernel's 100 Hz USER_HZ ticks), if readable.
+pub fn cpu_time() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = s.get(s.rfind(')')? + 1..)?;
+    let mut f = rest.split_whitespace().skip(11); // utime is field 14 overall, 12th here
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// `cpu=NN%`: CPU used since `start` over `wall` seconds, as % of one core (100% per
+/// thread means the generator itself was the limit).
+pub fn cpu_share(start: Option<Duration>, wall: f64) -> String {
+    match (start, cpu_time()) {
+        (Some(a), Some(b)) if wall > 0.0 => {
+            format!(
+                "cpu={:.0}%",
+                100.0 * b.saturating_sub(a).as_secs_f64() / wall
+            )
+        }
+        _ => "cpu=unknown".into(),
+    }
+}
+
 /// The p-th percentile (0..=100) of sorted values, 0 when empty.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -268,6 +313,19 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99);
         assert_eq!(percentile(&v, 100.0), 100);
         assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let a = cpu_time().expect("/proc/self/stat readable");
+        let t = std::time::Instant::now();
+        let mut b = a;
+        // Spin until the next 10 ms tick is charged (bounded, for a starved machine).
+        while b <= a && t.elapsed() < Duration::from_secs(10) {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+            b = cpu_time().expect("/proc/self/stat readable");
+        }
+        assert!(b > a, "{a:?} -> {b:?}");
     }
 
     #[test]

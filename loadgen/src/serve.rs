@@ -1,6 +1,6 @@
 //! `serve`: the far end of every measurement. TCP: greets each connection with one byte and
-//! keeps it until the peer closes (the client's reset leaves no TIME_WAIT anywhere), echoes
-//! (for `hold` and latency), or closes at once (a reset by default). UDP: counts datagrams per burst and
+//! closes it (the client answers the FIN with its reset, so neither side keeps TIME_WAIT
+//! state), echoes until the peer closes (for `hold`), or closes at once (a reset by default). UDP: counts datagrams per burst and
 //! prints one line when a burst ends.
 
 use std::collections::HashMap;
@@ -73,10 +73,10 @@ pub fn run(
                     loop {
                         match l.accept() {
                             Ok((mut s, _)) => {
-                                if mode == TcpMode::Greet && s.write(b"!").is_err() {
-                                    continue;
-                                }
-                                if mode != TcpMode::Close {
+                                if mode == TcpMode::Greet {
+                                    // One syscall and the close: the send buffer is empty.
+                                    let _ = s.write(b"!");
+                                } else if mode == TcpMode::Echo {
                                     let t = next;
                                     next += 1;
                                     poll.registry().register(

@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Keepalives of `hold` carry this sequence number; they are not counted as a flood.
@@ -70,50 +71,71 @@ impl Burst {
     }
 }
 
-/// Sends `size`-byte datagrams to `to` for `secs`, one core's worth.
-pub fn flood(to: SocketAddr, size: usize, secs: Duration) -> anyhow::Result<()> {
+/// Sends `size`-byte datagrams to `to` for `secs` from `threads` threads (one socket each,
+/// one sequence shared by all).
+pub fn flood(to: SocketAddr, size: usize, secs: Duration, threads: usize) -> anyhow::Result<()> {
     let bind: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
         "[::]:0".parse()?
     };
-    let s = UdpSocket::bind(bind)?;
-    s.connect(to)?;
-    let mut buf = vec![0u8; size.max(8)];
-    let (mut sent, mut errors, mut seq) = (0u64, 0u64, 0u64);
+    let seq = AtomicU64::new(0);
+    let cpu0 = crate::cpu_time();
     let t0 = Instant::now();
     let end = t0 + secs;
-    'outer: loop {
-        for _ in 0..256 {
-            if let Some(head) = buf.get_mut(..8) {
-                head.copy_from_slice(&seq.to_le_bytes());
-            }
-            match s.send(&buf) {
-                Ok(_) => {
-                    sent += 1;
-                    seq += 1;
-                }
-                // ICMP port unreachable from an earlier datagram, or a full queue: the
-                // datagram is lost, which the receiver reports; go on.
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    errors += 1;
-                    seq += 1;
-                }
-            }
-        }
-        if Instant::now() >= end {
-            break 'outer;
-        }
-    }
+    let counts = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                sc.spawn(|| -> std::io::Result<(u64, u64)> {
+                    let s = UdpSocket::bind(bind)?;
+                    s.connect(to)?;
+                    Ok(send_until(&s, size, end, &seq))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("sender panicked")))
+            })
+            .collect::<std::io::Result<Vec<(u64, u64)>>>()
+    })?;
+    let (sent, errors) = counts.iter().fold((0, 0), |(a, b), (s, e)| (a + s, b + e));
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "udpflood to={to} size={} secs={secs:.3} sent={sent} pps={:.0} errors={errors}",
-        buf.len(),
-        sent as f64 / secs
+        "udpflood to={to} size={} secs={secs:.3} threads={} sent={sent} pps={:.0} errors={errors} {}",
+        size.max(8),
+        threads.max(1),
+        sent as f64 / secs,
+        crate::cpu_share(cpu0, secs)
     );
     std::io::stdout().flush()?;
     Ok(())
+}
+
+/// One sender's loop; returns (sent, errors).
+fn send_until(s: &UdpSocket, size: usize, end: Instant, seq: &AtomicU64) -> (u64, u64) {
+    let mut buf = vec![0u8; size.max(8)];
+    let (mut sent, mut errors) = (0u64, 0u64);
+    loop {
+        for _ in 0..256 {
+            let n = seq.fetch_add(1, Ordering::Relaxed);
+            if let Some(head) = buf.get_mut(..8) {
+                head.copy_from_slice(&n.to_le_bytes());
+            }
+            match s.send(&buf) {
+                Ok(_) => sent += 1,
+                // ICMP port unreachable from an earlier datagram, or a full queue: the
+                // datagram is lost, which the receiver reports; go on.
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => errors += 1,
+            }
+        }
+        if Instant::now() >= end {
+            return (sent, errors);
+        }
+    }
 }
 
 #[cfg(test)]
