@@ -124,7 +124,7 @@ iperf() {
     measure ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" --connect-timeout 3000 -c "$2" -p "$3"
     v=$(echo "$OUT" | awk '/receiver/{for(i=1;i<=NF;i++) if($i=="Gbits/sec") v=$(i-1)} END{print (v==""?"error":v)}')
     echo "$4 gbps=$v$CPU bg=$BG%"; all+=("$v")
-    [ "$v" != error ] || echo "#   iperf3: $(echo "$OUT" | grep -m1 -i 'error\|unable\|refused' | cut -c1-160)"
+    [ "$v" != error ] || echo "#   iperf3: $(echo "$OUT" | tail -3 | tr '\n' ' ' | cut -c1-240)"
   done
   V=$(best "${all[@]}")
 }
@@ -249,7 +249,7 @@ vsw_any() { [ -n "${VSW:-}" ] && kill -0 "$VSW" 2>/dev/null || vsw_up "$1"; }  #
 if has loadgen; then
   kernel_up; kernel_mtu 1500; MON=-
   connrate $K-v1 10.201.0.2:9000 "kernel-veth connrate loadgen"
-  target loadgen-connrate "$V" 14700 "3x4900/s" ge 1.0 "loadgen_cpu=$(field cpu)(one thread; 100%=generator-bound)"
+  target loadgen-connrate "$V" 14700 "3x4900/s" ge 1.0 "loadgen_cpu=$(field cpu)($CTHREADS threads; 100% per thread = generator-bound)"
 fi
 
 # ==== flows: NAT cost with 10k idle flows live ==============================================
@@ -325,7 +325,7 @@ if has mtu; then
   kernel_up; kernel_mtu 65520
   vsw_any 3
   MON=-;     iperf $K-v1 10.201.0.2 5201 "kernel-veth tcp mtu=65520"; kv=$V
-  MON=$VPID; iperf $TAG-3-j 198.51.100.2 5201 "vswitchd egress mtu=65520"; ve=$V
+  MON=$VPID; iperf $TAG-$VK-j 198.51.100.2 5201 "vswitchd egress mtu=65520"; ve=$V
   iperf $W 198.51.100.1 16201 "vswitchd ingress(published) mtu=65520"; vi=$V
   target mtu65520-egress "$ve" "$kv" "kernel-veth" ge 0.7
   target mtu65520-ingress "$vi" "$kv" "kernel-veth" ge 0.9

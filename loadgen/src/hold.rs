@@ -34,7 +34,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<()> {
     } else {
         "[::]:0".parse()?
     };
-    for _ in 0..cfg.udp {
+    for i in 0..cfg.udp {
+        if i % 64 == 63 {
+            // Paced: a burst of thousands would overflow the path's queues and lose flows.
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let res = UdpSocket::bind(bind).and_then(|s| {
             s.connect(cfg.udp_to)?;
             s.send(&u64::MAX.to_le_bytes())?;
