@@ -34,6 +34,9 @@
 #   --tcp-flows  idle TCP flows for the flows section (default 10000)
 #   --udp-flows  UDP flows for the flows section (default 1000)
 #   --udp-threads  sending threads for the small section (default 1: one container's socket)
+#   --perf       also sample the forwarder (vswitchd, slirp4netns, pasta) with `perf record`
+#                during each of its runs and print its top symbols as "#   perf:" lines
+#                (figures taken with --perf are perturbed by the sampling)
 # Needs root. Installs iperf3, slirp4netns, passt, sockperf, socat if missing. Uses the newer
 # pasta from /work/shared/bench/build-newer-pasta.sh when $PASTA_DIR/pasta exists (default
 # /tmp/newpasta/bin), else Debian's, and says which.
@@ -48,7 +51,7 @@
 # deleted and every process started here stopped by PID on exit.
 set -u
 export LC_ALL=C
-SECS=3 REPS=1 CONNS=32 CTHREADS=2 TCPFLOWS=10000 UDPFLOWS=1000 UDPTHREADS=1
+SECS=3 REPS=1 CONNS=32 CTHREADS=2 TCPFLOWS=10000 UDPFLOWS=1000 UDPTHREADS=1 PERF=0
 SECTIONS=loadgen,flows,connrate,mtu,latency,small,attach
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 num() { case $2 in '' | *[!0-9]*) echo "bench-scale.sh: $1 wants a number ($2)" >&2; exit 2 ;; esac; }
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     --tcp-flows) num "$1" "${2:-}"; TCPFLOWS=$2; shift ;;
     --udp-flows) num "$1" "${2:-}"; UDPFLOWS=$2; shift ;;
     --udp-threads) num "$1" "${2:-}"; UDPTHREADS=$2; shift ;;
+    --perf) PERF=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench-scale.sh: unknown option ($1); see --help" >&2; exit 2 ;;
   esac
@@ -80,6 +84,7 @@ NAME=bench-scale.sh TAG=bsc$$
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib/bench-common.sh"
 need_tools iperf3:iperf3 slirp4netns:slirp4netns pasta:passt sockperf:sockperf socat:socat
+[ "$PERF" = 0 ] || need_tools perf:linux-perf
 PASTA_DIR=${PASTA_DIR:-/tmp/newpasta/bin}
 if [ -x "$PASTA_DIR/pasta" ]; then PATH=$PASTA_DIR:$PATH; PASTA_NOTE="newer pasta from $PASTA_DIR (build-newer-pasta.sh)"
 else PASTA_NOTE="Debian pasta $(dpkg-query -W -f='${Version}' passt 2>/dev/null) (no $PASTA_DIR/pasta: run /work/shared/bench/build-newer-pasta.sh for the newer one)"; fi
@@ -107,13 +112,23 @@ busy_pct() {   # whole-machine busy % over 0.5 s (someone else's load)
 # Runs "$@" with CPU of MON (a PID, or -) measured; sets OUT (stdout) and CPU (" fwd_cpu=N%").
 MON=- OUT="" CPU="" BG=0
 measure() {
-  local k0 t0
+  local k0 t0 pp=""
   BG=$(busy_pct); CPU=""
   [ "$MON" = - ] || { k0=$(ticks "$MON"); t0=$(date +%s.%N); }
+  if [ "$PERF" = 1 ] && [ "$MON" != - ]; then
+    perf record -q -F 499 -g -p "$MON" -o "$TMPD/perf.data" >/dev/null 2>&1 & pp=$!
+  fi
   OUT=$("$@" 2>&1)
+  if [ -n "$pp" ]; then
+    kill -INT "$pp" 2>/dev/null; wait "$pp" 2>/dev/null
+    PERFTOP=$(perf report -i "$TMPD/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+      awk '/^ +[0-9.]+%/{sub(/^ +/,""); gsub(/[ -]+$/,""); gsub(/  +/," "); printf "#   perf: %s\n", substr($0,1,150); if (++n==6) exit}')
+  fi
   [ "$MON" = - ] || CPU=$(awk -v a="$k0" -v b="$(ticks "$MON")" -v s="$t0" -v e="$(date +%s.%N)" -v hz="$CLK" \
     'BEGIN{printf " fwd_cpu=%d%%", (b-a)/hz/(e-s)*100}')
 }
+PERFTOP=""
+perftop() { [ -z "$PERFTOP" ] || echo "$PERFTOP"; PERFTOP=""; }
 field() { echo "$OUT" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{v=$2} END{print (v==""?"error":v)}'; }
 best() { printf '%s\n' "$@" | awk '$1+0>0 && $1+0>b {b=$1+0; s=$1} END{print (s==""?"error":s)}'; }
 lowest() { printf '%s\n' "$@" | awk '$1+0>0 && (b=="" || $1+0<b) {b=$1+0; s=$1} END{print (s==""?"error":s)}'; }
@@ -123,7 +138,7 @@ iperf() {
   for r in $(seq "$REPS"); do
     measure ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" --connect-timeout 3000 -c "$2" -p "$3"
     v=$(echo "$OUT" | awk '/receiver/{for(i=1;i<=NF;i++) if($i=="Gbits/sec") v=$(i-1)} END{print (v==""?"error":v)}')
-    echo "$4 gbps=$v$CPU bg=$BG%"; all+=("$v")
+    echo "$4 gbps=$v$CPU bg=$BG%"; all+=("$v"); perftop
     [ "$v" != error ] || echo "#   iperf3: $(echo "$OUT" | tail -3 | tr '\n' ' ' | cut -c1-240)"
   done
   V=$(best "${all[@]}")
@@ -138,6 +153,7 @@ connrate() {
     echo "$3 rate=$v/s connects=$(field connects) errors=$(field errors)$(echo "$OUT" | grep -o ' error_kinds=[^ ]*')" \
          "p50_us=$(field connect_p50_us) p99_us=$(field connect_p99_us)$CPU loadgen_cpu=$(field cpu) new_time_wait_in_W=$tw bg=$BG%"
     echo "$OUT" | grep -q '^connrate' || echo "#   loadgen: $(echo "$OUT" | head -2 | tr '\n' ' ')"
+    perftop
     all+=("$v")
   done
   V=$(best "${all[@]}")
@@ -341,7 +357,7 @@ rr() {   # NS ADDR LABEL -> prints, sets P50 P99 (lowest over REPS)
       /avg-rtt=/{s=$0; sub(/.*avg-rtt=/,"",s); split(s,a," "); avg=a[1]}
       /percentile 50.000/{p50=$NF} /percentile 99.000/{p99=$NF}
       END{ print "avg=" (avg==""?"error":avg) " p50=" (p50==""?"error":p50) " p99=" (p99==""?"error":p99) }')
-    echo "$3 rtt_us_$OUT$CPU bg=$BG%"
+    echo "$3 rtt_us_$OUT$CPU bg=$BG%"; perftop
     a50+=("$(field p50)"); a99+=("$(field p99)")
   done
   P50=$(lowest "${a50[@]}"); P99=$(lowest "${a99[@]}")
@@ -368,7 +384,7 @@ udp64() {  # NS ADDR RECVNS LABEL -> prints, sets V (received pps, best over REP
     v=$(field pps); rcv=$(field received)
     echo "$4 threads=$UDPTHREADS sent=$sent sent_pps=$spps sender_cpu=$scpu received=$rcv received_pps=$v" \
          "loss=$(awk -v s="$sent" -v r="$rcv" 'BEGIN{ if (s+0>0) printf "%.2f%%", 100*(s-r)/s; else print "n/a" }')$cpu bg=$BG%"
-    all+=("$v")
+    all+=("$v"); perftop
   done
   V=$(best "${all[@]}")
 }
