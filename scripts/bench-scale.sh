@@ -8,7 +8,8 @@
 #   flows    one container, egress through the NAT: iperf3 one stream and connect+close rate
 #            with 0 flows, then with TCPFLOWS idle TCP + UDPFLOWS UDP flows live (`loadgen
 #            hold`), target >= 0.9x the zero-flow figures; daemon RSS before / with / after the
-#            flows close (and how long closing took).
+#            flows close (and how long closing took); "near baseline" after close is read as
+#            <= 1.5x the RSS before the flows opened.
 #   connrate connect+close through the NAT (container -> world) and accepts through a
 #            published port (world -> container), vswitchd vs slirp4netns and pasta beside it;
 #            target >= 2x the better peer. pasta's published port is tried from a non-loopback
@@ -22,13 +23,15 @@
 #   attach   runs scripts/bench-attach.sh when it exists.
 # A connection counts when the server's one-byte greeting has arrived (so a published port's
 # second leg is included); every connection is closed with a reset (SO_LINGER 0), so no
-# TIME_WAIT state limits the client; new_time_wait_in_W counts the sockets a run left in
-# TIME_WAIT in W, where vswitchd's, slirp4netns' and pasta's host sockets live.
+# TIME_WAIT state limits the client; time_wait_in_W counts the sockets in TIME_WAIT in W (where
+# vswitchd's, slirp4netns' and pasta's host sockets live) after a run, runs before included.
 #
 # Usage: scripts/bench-scale.sh [--only SECTIONS] [--secs N] [--reps N] [--conns N]
-#                               [--tcp-flows N] [--udp-flows N]
+#          [--conn-threads N] [--tcp-flows N] [--udp-flows N] [--udp-threads N] [--perf]
 #   --only       comma list of sections (default loadgen,flows,connrate,mtu,latency,small,attach)
-#   --secs       seconds per measurement (default 3)      --reps  repetitions, best kept (1)
+#   --secs       seconds per measurement (default 3)
+#   --reps       repetitions per measurement; the best is kept (highest rate, lowest latency)
+#                (default 1)
 #   --conns      connects in flight for connrate runs (default 32)
 #   --conn-threads  loadgen threads for connrate runs, sharing --conns (default 2)
 #   --tcp-flows  idle TCP flows for the flows section (default 10000)
@@ -42,7 +45,8 @@
 # /tmp/newpasta/bin), else Debian's, and says which.
 # Output lines:
 #   vswitchd egress flows=0 gbps=16.1 fwd_cpu=80% bg=3%
-#   vswitchd connrate flow=egress flows=0 rate=4711/s errors=0 p50_us=... fwd_cpu=99% bg=2%
+#   vswitchd connrate flow=egress flows=0 rate=4711/s connects=14133 errors=0 p50_us=5520
+#     p99_us=19502 fwd_cpu=52% loadgen_cpu=23% time_wait_in_W=0 bg=7%
 #   target flows-egress figure=15.2 reference=16.1(vswitchd,flows=0) ratio=0.94 want>=0.9 met=yes
 # A figure that could not be measured prints as "error" (ratio n/a, met=n/a); the run goes on.
 # Network safety: every packet goes to 127/8 or to addresses in namespaces made here (a world
@@ -145,13 +149,12 @@ iperf() {
 }
 # connrate NS ADDR:PORT LABEL -> prints LABEL rate=..., sets V (best connects/s over REPS)
 connrate() {
-  local r v tw0 tw all=()
+  local r v all=()
   for r in $(seq "$REPS"); do
-    tw0=$(tw_count $W)
     measure ip netns exec "$1" timeout $((SECS+30)) "$LG" connrate --to "$2" --conns "$CONNS" --threads "$CTHREADS" --secs "$SECS"
-    v=$(field rate); v=${v%/s}; tw=$(( $(tw_count $W) - tw0 ))
+    v=$(field rate); v=${v%/s}
     echo "$3 rate=$v/s connects=$(field connects) errors=$(field errors)$(echo "$OUT" | grep -o ' error_kinds=[^ ]*')" \
-         "p50_us=$(field connect_p50_us) p99_us=$(field connect_p99_us)$CPU loadgen_cpu=$(field cpu) new_time_wait_in_W=$tw bg=$BG%"
+         "p50_us=$(field connect_p50_us) p99_us=$(field connect_p99_us)$CPU loadgen_cpu=$(field cpu) time_wait_in_W=$(tw_count $W) bg=$BG%"
     echo "$OUT" | grep -q '^connrate' || echo "#   loadgen: $(echo "$OUT" | head -2 | tr '\n' ' ')"
     perftop
     all+=("$v")
