@@ -7,7 +7,7 @@
 #            generator is not the bottleneck (target >= 3 x 4,900/s, the Python loop's figure).
 #   flows    one container, egress through the NAT: iperf3 one stream and connect+close rate
 #            with 0 flows, then with TCPFLOWS idle TCP + UDPFLOWS UDP flows live (`loadgen
-#            hold`), target >= 0.9x the zero-flow figures; daemon RSS before / with / after the
+#            hold`, UDP kept alive every 5 s), target >= 0.9x the zero-flow figures; daemon RSS before / with / after the
 #            flows close (and how long closing took); "near baseline" after close is read as
 #            <= 1.5x the RSS before the flows opened.
 #   connrate connect+close through the NAT (container -> world) and accepts through a
@@ -20,6 +20,7 @@
 #            kernel bridge with veths (Docker's rootful model); p50 and p99, target <= 1.5x.
 #   small    64-byte UDP container->container (`loadgen udpflood` -> `loadgen serve --udp`):
 #            received datagrams/s through vswitchd vs the kernel bridge, with loss; >= 1.0x.
+#            The sender's interface TX drops and the receiver's RX drops locate lost datagrams.
 #   attach   runs scripts/bench-attach.sh when it exists.
 # A connection counts when the server's one-byte greeting has arrived (so a published port's
 # second leg is included); every connection is closed with a reset (SO_LINGER 0), so no
@@ -279,11 +280,15 @@ if has flows; then
   connrate $C 198.51.100.2:9000 "vswitchd connrate flow=egress flows=0"; r0=$V
   rss1=$(rss_mib "$VPID")
   t0=$(date +%s)
-  start ip netns exec $C "$LG" hold --to 198.51.100.2:9002 --tcp "$TCPFLOWS" --udp "$UDPFLOWS" --udp-to 198.51.100.2:9003
+  start ip netns exec $C "$LG" hold --to 198.51.100.2:9002 --tcp "$TCPFLOWS" --udp "$UDPFLOWS" \
+    --udp-to 198.51.100.2:9003 --keepalive-secs 5
   HOLD=$LAST
   for i in $(seq 600); do grep -q 'hold.*ready' "$TMPD/bg.log" && break; kill -0 $HOLD 2>/dev/null || break; sleep 0.5; done
+  # A datagram lost on the way (see section small) leaves its flow to the next keepalive.
+  nudp() { ip netns exec $W ss -Hun '( dport = :9003 )' | wc -l; }
+  for i in $(seq 60); do [ "$(nudp)" -ge "$UDPFLOWS" ] && break; sleep 0.25; done
   echo "vswitchd $(grep -o 'hold tcp=.*ready' "$TMPD/bg.log" | tail -1 || echo 'hold: not ready') open_secs=$(( $(date +%s) - t0 ))" \
-       "host_sockets=$(ip netns exec $W ss -Htan state established '( dport = :9002 )' | wc -l)+$(ip netns exec $W ss -Hun '( dport = :9003 )' | wc -l)udp"
+       "host_sockets=$(ip netns exec $W ss -Htan state established '( dport = :9002 )' | wc -l)tcp+$(nudp)udp"
   rss2=$(rss_mib "$VPID")
   L="$TCPFLOWS+$UDPFLOWS"
   iperf $C 198.51.100.2 5201 "vswitchd egress flows=$L"; e1=$V
@@ -375,18 +380,27 @@ if has latency; then
 fi
 
 # ==== small: 64-byte UDP container->container ==================================================
+# drops SENDNS RECVNS -> "TX_DROPPED RX_DROPPED" of each namespace's one non-lo interface
+drops() {
+  local t r
+  t=$(ip netns exec "$1" sh -c 'for i in /sys/class/net/*; do [ "${i##*/}" = lo ] || cat $i/statistics/tx_dropped; done' | head -1)
+  r=$(ip netns exec "$2" sh -c 'for i in /sys/class/net/*; do [ "${i##*/}" = lo ] || cat $i/statistics/rx_dropped; done' | head -1)
+  echo "${t:-0} ${r:-0}"
+}
 udp64() {  # NS ADDR RECVNS LABEL -> prints, sets V (received pps, best over REPS)
   local r v sent rcv all=()
   for r in $(seq "$REPS"); do
-    local n0 spps scpu cpu; n0=$(grep -c '^serve udp' "$TMPD/bg.log")
+    local n0 spps scpu cpu d0 d1; n0=$(grep -c '^serve udp' "$TMPD/bg.log")
+    d0=$(drops "$1" "$3")
     measure ip netns exec "$1" "$LG" udpflood --to "$2:9001" --size 64 --secs "$SECS" --threads "$UDPTHREADS"
     sent=$(field sent) spps=$(field pps) scpu=$(field cpu) cpu=$CPU
     waitfor sh -c "[ \$(grep -c '^serve udp' '$TMPD/bg.log') -gt $n0 ]"
     OUT=$(grep '^serve udp' "$TMPD/bg.log" | tail -1)
     [ "$(grep -c '^serve udp' "$TMPD/bg.log")" -gt "$n0" ] || OUT=""
-    v=$(field pps); rcv=$(field received)
+    v=$(field pps); rcv=$(field received); d1=$(drops "$1" "$3")
     echo "$4 threads=$UDPTHREADS sent=$sent sent_pps=$spps sender_cpu=$scpu received=$rcv received_pps=$v" \
-         "loss=$(awk -v s="$sent" -v r="$rcv" 'BEGIN{ if (s+0>0) printf "%.2f%%", 100*(s-r)/s; else print "n/a" }')$cpu bg=$BG%"
+         "loss=$(awk -v s="$sent" -v r="$rcv" 'BEGIN{ if (s+0>0) printf "%.2f%%", 100*(s-r)/s; else print "n/a" }')" \
+         "$(awk -v a="$d0" -v b="$d1" 'BEGIN{split(a,x," "); split(b,y," "); printf "sender_if_tx_dropped=%d receiver_if_rx_dropped=%d", y[1]-x[1], y[2]-x[2]}')$cpu bg=$BG%"
     all+=("$v"); perftop
   done
   V=$(best "${all[@]}")
