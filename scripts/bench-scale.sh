@@ -323,7 +323,9 @@ if has connrate; then
   P=$TAG-p; mkns $P
   start ip netns exec $W pasta -f -q --runas 0 --config-net -m 1500 -t 19002:9000 -T none -u none -U none --netns /run/netns/$P
   PASTA=$LAST
-  waitfor sh -c "ip -n $P -4 addr | grep -q 198.51.100.1" || echo "# pasta did not come up"
+  waitfor sh -c "ip -n $P -4 addr | grep -q 198.51.100.1" && waitfor listening $W 19002 ||
+    echo "# pasta did not come up: $(kill -0 $PASTA 2>/dev/null && echo running || echo exited);" \
+         "$(grep -i 'pasta\|error\|fail\|cannot\|couldn' "$TMPD/bg.log" | tail -2 | tr '\n' ' ' | cut -c1-200)"
   wideports $S $P
   start ip netns exec $S "$LG" serve --tcp 0.0.0.0:9000
   start ip netns exec $P "$LG" serve --tcp 0.0.0.0:9000
