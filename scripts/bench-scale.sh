@@ -105,7 +105,7 @@ echo "# bench-scale.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=
      "tcp_flows=$TCPFLOWS udp_flows=$UDPFLOWS sections=$SECTIONS commit=$(git rev-parse --short HEAD 2>/dev/null)"
 echo "# peers: slirp4netns $(dpkg-query -W -f='${Version}' slirp4netns 2>/dev/null), $PASTA_NOTE;" \
      "sockperf $(dpkg-query -W -f='${Version}' sockperf 2>/dev/null); open-file limit $(ulimit -n)"
-echo "# connections: closed by reset (SO_LINGER 0); the world namespace W uses ports 1024-65535 and tcp_tw_reuse=1"
+echo "# connections: closed by reset (SO_LINGER 0); ephemeral ports 30000-65535 in every namespace made here (all fixed ports are below), tcp_tw_reuse=1 in W"
 
 # ---- helpers ----------------------------------------------------------------------------
 cpu_sample() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
@@ -180,7 +180,9 @@ veth() {   # NS1 IF1 ADDR1 NS2 IF2 ADDR2
   ip -n "$1" addr add "$3" dev "$2"; ip -n "$4" addr add "$6" dev "$5"
   ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
 }
-wideports() { local n; for n; do ip netns exec "$n" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"; done; }
+# Ephemeral ports 30000-65535 (the default is 32768-60999); every fixed port here is below, so
+# 10,000 host sockets in TIME_WAIT cannot take a port a forwarder must listen on.
+wideports() { local n; for n; do ip netns exec "$n" sysctl -qw net.ipv4.ip_local_port_range="30000 65535"; done; }
 api() { echo "$2" | socat -t5 - "UNIX-CONNECT:$1"; }
 
 # ---- kernel references: a veth pair, and a bridge with two veths ---------------------------
