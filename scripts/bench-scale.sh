@@ -28,7 +28,8 @@
 # vswitchd's, slirp4netns' and pasta's host sockets live) after a run, runs before included.
 #
 # Usage: scripts/bench-scale.sh [--only SECTIONS] [--secs N] [--reps N] [--conns N]
-#          [--conn-threads N] [--tcp-flows N] [--udp-flows N] [--udp-threads N] [--perf]
+#          [--conn-threads N] [--tcp-flows N] [--udp-flows N] [--udp-threads N] [--quiet SECS]
+#          [--perf]
 #   --only       comma list of sections (default loadgen,flows,connrate,mtu,latency,small,attach)
 #   --secs       seconds per measurement (default 3)
 #   --reps       repetitions per measurement; the best is kept (highest rate, lowest latency)
@@ -38,6 +39,9 @@
 #   --tcp-flows  idle TCP flows for the flows section (default 10000)
 #   --udp-flows  UDP flows for the flows section (default 1000)
 #   --udp-threads  sending threads for the small section (default 1: one container's socket)
+#   --quiet SECS before each measurement wait up to SECS for the rest of the machine to fall
+#                under 10% busy (bg= shows what it was; default 0: don't wait). On a shared
+#                machine the peers and the reference may otherwise meet different loads.
 #   --perf       also sample the forwarder (vswitchd, slirp4netns, pasta) with `perf record`
 #                during each of its runs and print its top symbols as "#   perf:" lines
 #                (figures taken with --perf are perturbed by the sampling)
@@ -56,7 +60,7 @@
 # deleted and every process started here stopped by PID on exit.
 set -u
 export LC_ALL=C
-SECS=3 REPS=1 CONNS=32 CTHREADS=2 TCPFLOWS=10000 UDPFLOWS=1000 UDPTHREADS=1 PERF=0
+SECS=3 REPS=1 CONNS=32 CTHREADS=2 TCPFLOWS=10000 UDPFLOWS=1000 UDPTHREADS=1 PERF=0 QUIET=0
 SECTIONS=loadgen,flows,connrate,mtu,latency,small,attach
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 num() { case $2 in '' | *[!0-9]*) echo "bench-scale.sh: $1 wants a number ($2)" >&2; exit 2 ;; esac; }
@@ -71,6 +75,7 @@ while [ $# -gt 0 ]; do
     --udp-flows) num "$1" "${2:-}"; UDPFLOWS=$2; shift ;;
     --udp-threads) num "$1" "${2:-}"; UDPTHREADS=$2; shift ;;
     --perf) PERF=1 ;;
+    --quiet) num "$1" "${2:-}"; QUIET=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench-scale.sh: unknown option ($1); see --help" >&2; exit 2 ;;
   esac
@@ -101,7 +106,7 @@ chmod 0666 /dev/net/tun
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 CLK=$(getconf CLK_TCK)
 
-echo "# bench-scale.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS conns=$CONNS conn_threads=$CTHREADS" \
+echo "# bench-scale.sh $(date -u +%FT%TZ) kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS quiet=$QUIET conns=$CONNS conn_threads=$CTHREADS" \
      "tcp_flows=$TCPFLOWS udp_flows=$UDPFLOWS sections=$SECTIONS commit=$(git rev-parse --short HEAD 2>/dev/null)"
 echo "# peers: slirp4netns $(dpkg-query -W -f='${Version}' slirp4netns 2>/dev/null), $PASTA_NOTE;" \
      "sockperf $(dpkg-query -W -f='${Version}' sockperf 2>/dev/null); open-file limit $(ulimit -n)"
@@ -117,8 +122,9 @@ busy_pct() {   # whole-machine busy % over 0.5 s (someone else's load)
 # Runs "$@" with CPU of MON (a PID, or -) measured; sets OUT (stdout) and CPU (" fwd_cpu=N%").
 MON=- OUT="" CPU="" BG=0
 measure() {
-  local k0 t0 pp=""
+  local k0 t0 pp="" q0=$SECONDS
   BG=$(busy_pct); CPU=""
+  while [ "$BG" -ge 10 ] && [ $((SECONDS - q0)) -lt "$QUIET" ]; do BG=$(busy_pct); done
   [ "$MON" = - ] || { k0=$(ticks "$MON"); t0=$(date +%s.%N); }
   if [ "$PERF" = 1 ] && [ "$MON" != - ]; then
     perf record -q -F 499 -g -p "$MON" -o "$TMPD/perf.data" >/dev/null 2>&1 & pp=$!
