@@ -251,7 +251,7 @@ impl Daemon {
         };
         net.endpoints.insert(a.id.clone(), ep.clone());
         self.publish_names();
-        if let Err(e) = self.save() {
+        if let Err(e) = self.persist(&a.network, super::Change::Put(&a.id)) {
             for m in &a.mappings {
                 self.unpublish_one(&a.network, *m).await;
             }
@@ -322,7 +322,7 @@ impl Daemon {
             net.pool.release(ep.ip);
         }
         self.publish_names();
-        self.save()?;
+        self.persist(network, super::Change::Remove(&ep.id))?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
         Ok(())
     }

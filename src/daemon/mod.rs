@@ -17,6 +17,7 @@ use crate::api::types::{
 };
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
+use crate::state::journal::{Journal, Record};
 use crate::state::{EndpointState, NetworkState, State};
 
 mod endpoints;
@@ -80,6 +81,17 @@ pub struct Daemon {
     pending: HashMap<String, endpoints::PendingAttach>,
     /// Endpoint ids whose detach is in progress.
     detaching: HashSet<String>,
+    /// Endpoint changes since the last snapshot.
+    journal: Journal,
+}
+
+/// An endpoint change to persist.
+#[derive(Clone, Copy, Debug)]
+enum Change<'a> {
+    /// The endpoint (by id) was added or changed; it is in the state.
+    Put(&'a str),
+    /// The endpoint (by id) is gone from the state.
+    Remove(&'a str),
 }
 
 /// The daemon as shared by the API handlers and the reaper. Operations that wait for the
@@ -118,12 +130,14 @@ impl Daemon {
         state: State,
         wanted: &[(String, Option<String>)],
     ) -> anyhow::Result<Self> {
+        let journal = Journal::new(&config.state_dir);
         let mut daemon = Daemon {
             config,
             state,
             live: HashMap::new(),
             pending: HashMap::new(),
             detaching: HashSet::new(),
+            journal,
         };
         let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
         for name in &names {
@@ -162,18 +176,24 @@ impl Daemon {
                 }
             }
         }
+        // Fold the previous run's journal (and any torn last record) into a new snapshot.
+        daemon.checkpoint()?;
         for name in &names {
             daemon.reattach(name).await;
         }
         Ok(daemon)
     }
 
-    /// Persists the state. Leases of attaches still in progress are left out: until their
-    /// endpoint exists, a crash must not leave a lease without an owner.
-    fn save(&self) -> Result<(), Error> {
-        let dir = &self.config.state_dir;
+    /// Writes the whole state as a new snapshot and starts an empty journal (at start, on
+    /// network changes, every [`crate::state::journal::COMPACT_AFTER`] or more endpoint
+    /// changes, and on a clean shutdown). Leases of attaches still in progress are left
+    /// out: until their endpoint exists, a crash must not leave a lease without an owner.
+    ///
+    /// # Errors
+    /// The state directory cannot be written.
+    pub fn checkpoint(&mut self) -> Result<(), Error> {
         let result = if self.pending.is_empty() {
-            self.state.save(dir)
+            self.journal.compact(&mut self.state)
         } else {
             let mut state = self.state.clone();
             for p in self.pending.values() {
@@ -181,10 +201,50 @@ impl Daemon {
                     net.pool.release(p.ip);
                 }
             }
-            state.save(dir)
+            let r = self.journal.compact(&mut state);
+            self.state.generation = state.generation;
+            r
         };
         result.map_err(|e| Error::State {
-            path: state_path(dir),
+            path: state_path(&self.config.state_dir),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Persists one endpoint change: a journal record, or a new snapshot when the journal
+    /// is due for compaction (or could not be written last time).
+    fn persist(&mut self, network: &str, change: Change<'_>) -> Result<(), Error> {
+        let endpoints = self
+            .state
+            .networks
+            .values()
+            .map(|n| n.endpoints.len())
+            .sum();
+        if self.journal.wants_compaction(endpoints) {
+            return self.checkpoint();
+        }
+        let record = match change {
+            Change::Put(id) => {
+                let Some(ep) = self
+                    .state
+                    .networks
+                    .get(network)
+                    .and_then(|n| n.endpoints.get(id))
+                else {
+                    return self.checkpoint();
+                };
+                Record::Put {
+                    network: network.to_string(),
+                    endpoint: ep.clone(),
+                }
+            }
+            Change::Remove(id) => Record::Remove {
+                network: network.to_string(),
+                id: id.to_string(),
+            },
+        };
+        self.journal.append(&record).map_err(|e| Error::State {
+            path: state_path(&self.config.state_dir),
             reason: e.to_string(),
         })
     }
@@ -357,10 +417,10 @@ impl Daemon {
             endpoints: BTreeMap::new(),
         };
         self.state.networks.insert(req.name.clone(), net);
-        if let Err(e) = self.save().and_then(|()| self.serve(&req.name)) {
+        if let Err(e) = self.checkpoint().and_then(|()| self.serve(&req.name)) {
             self.state.networks.remove(&req.name);
             self.live.remove(&req.name);
-            let _ = self.save();
+            let _ = self.checkpoint();
             return Err(e);
         }
         tracing::info!(network = req.name, %subnet, "network created");
@@ -388,7 +448,7 @@ impl Daemon {
         let Some(removed) = self.state.networks.remove(name) else {
             return Err(Error::NotFound(format!("network {name} not found")));
         };
-        if let Err(e) = self.save() {
+        if let Err(e) = self.checkpoint() {
             self.state.networks.insert(name.to_string(), removed);
             return Err(e);
         }
