@@ -250,7 +250,7 @@ impl Daemon {
             );
         };
         net.endpoints.insert(a.id.clone(), ep.clone());
-        self.publish_names();
+        self.names_attached(&a.network, &ep);
         if let Err(e) = self.persist(&a.network, super::Change::Put(&a.id)) {
             for m in &a.mappings {
                 self.unpublish_one(&a.network, *m).await;
@@ -276,6 +276,7 @@ impl Daemon {
     /// Reverses a partly done attach in the daemon: port, lease, state entry. The caller
     /// deletes the interface.
     async fn undo_attach(&mut self, network: &str, ep: &EndpointState) {
+        self.names_detached(network, ep);
         if let Some(live) = self.live.get_mut(network)
             && let Some(port) = live.ports.remove(&ep.id)
         {
@@ -285,7 +286,6 @@ impl Daemon {
             net.endpoints.remove(&ep.id);
         }
         self.release(network, ep.ip);
-        self.publish_names();
     }
 
     /// First step of a detach: unplug the port (traffic stops at once) and mark the endpoint
@@ -301,6 +301,7 @@ impl Daemon {
                 "container {container} is already being disconnected from network {network}"
             )));
         }
+        self.names_detached(network, &ep);
         let mut was_live = false;
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);
@@ -310,7 +311,6 @@ impl Daemon {
             }
         }
         self.detaching.insert(ep.id.clone());
-        self.publish_names();
         Ok((ep, was_live, self.config.helper_exe.clone()))
     }
 
@@ -321,7 +321,6 @@ impl Daemon {
             net.endpoints.remove(&ep.id);
             net.pool.release(ep.ip);
         }
-        self.publish_names();
         self.persist(network, super::Change::Remove(&ep.id))?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
         Ok(())

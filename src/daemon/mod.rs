@@ -70,6 +70,8 @@ struct Live {
     /// Endpoint id → why it could not be re-attached after a restart.
     lost: HashMap<String, String>,
     next_port: u32,
+    /// The names of its attached endpoints (see [`names`]).
+    zone: names::SharedZone,
 }
 
 /// The daemon's control-plane state.
@@ -83,6 +85,8 @@ pub struct Daemon {
     detaching: HashSet<String>,
     /// Endpoint changes since the last snapshot.
     journal: Journal,
+    /// Container (by namespace) → the networks it is attached to, for DNS scoping.
+    dns_members: HashMap<netns_helper::NsId, names::Memberships>,
 }
 
 /// An endpoint change to persist.
@@ -138,6 +142,7 @@ impl Daemon {
             pending: HashMap::new(),
             detaching: HashSet::new(),
             journal,
+            dns_members: HashMap::new(),
         };
         let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
         for name in &names {
@@ -291,6 +296,7 @@ impl Daemon {
                 ports: HashMap::new(),
                 lost: HashMap::new(),
                 next_port: 1,
+                zone: Default::default(),
             },
         );
         Ok(())
@@ -311,7 +317,9 @@ impl Daemon {
                 mtu: net.mtu,
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
-                Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await,
+                Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {
+                    self.names_attached(name, ep);
+                }),
                 Ok((_, None)) => Err(Error::Datapath("helper sent no fd".into())),
                 Err(e) => Err(e),
             };
@@ -359,7 +367,6 @@ impl Daemon {
         live.datapath.attach(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);
         live.lost.remove(id);
-        self.publish_names();
         Ok(())
     }
 
