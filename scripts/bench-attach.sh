@@ -9,8 +9,9 @@
 #   attach first: median of attaches 1..20 (the "10th")    last: median of the last 20
 #   ratio = last/first, met=yes when ratio <= 1.2 (the target)
 #   daemon RSS (VmRSS of vswitchd) after all attaches, without flows
-#   inspect: wall time of `vswitchctl network inspect bench` (best and median of 3;
-#            target <= 100 ms at 10,000 containers)
+#   inspect: wall time of `vswitchctl network inspect bench` (three runs, sorted; target
+#            <= 100 ms at 10,000 containers), and of the bare API call (curl) beside it
+#   the median attach time of each tenth of the run (the trend; the machine's load varies)
 #   ping: container<->container RTT (avg of 20 pings) after the first 20 attaches, and at the
 #         end between the same two containers and between the first and the last
 #   a percentile line (p10/p50/p90/max) of all attaches, and the time the whole run took
@@ -39,7 +40,7 @@ case $N in ''|*[!0-9]*) echo "bench-attach.sh: -n wants a number of containers (
 [ "$(id -u)" = 0 ] || { echo "bench-attach.sh: needs root" >&2; exit 1; }
 NAME=bench-attach.sh TAG=batt$$
 . "$(dirname "$0")/lib/bench-common.sh"
-need_tools ip:iproute2 ping:iputils-ping python3:python3
+need_tools ip:iproute2 ping:iputils-ping python3:python3 curl:curl
 build_release
 # The daemon holds one TAP fd per container.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -124,6 +125,9 @@ RSS=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' /proc/$VPID/status)
 INSPECT=$(for k in 1 2 3; do
   s=$(date +%s%N); ctl network inspect bench >"$TMPD/inspect.json" || echo fail
   echo $(( ($(date +%s%N) - s) / 1000000 )); done | sort -n | tr '\n' ' ')
+API=$(for k in 1 2 3; do
+  curl -s --unix-socket "$TMPD/sock" -o /dev/null -w '%{time_total}\n' http://x/networks/bench; done |
+  awk '{printf "%d ", $1 * 1000}')
 EPS=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))[0]['Containers']))" "$TMPD/inspect.json" 2>/dev/null || echo '?')
 
 python3 - "$TIMES" "$N" <<'EOF'
@@ -139,9 +143,11 @@ allv = sorted(t.values())
 pct = lambda p: allv[min(len(allv) - 1, int(p * len(allv)))]
 print(f"attach n={n} first20_median_ms={first:.2f} last20_median_ms={last:.2f} ratio={ratio:.2f} target=1.2 met={'yes' if ratio <= 1.2 else 'no'}")
 print(f"attach all p10_ms={pct(0.1):.2f} p50_ms={pct(0.5):.2f} p90_ms={pct(0.9):.2f} max_ms={allv[-1]:.2f}")
+tenth = [statistics.median(t[i] for i in range(k * n // 10 + 1, (k + 1) * n // 10 + 1)) for k in range(10)]
+print("attach median_ms_by_tenth=" + ",".join(f"{m:.2f}" for m in tenth))
 EOF
 echo "daemon rss_mib=$RSS endpoints=$EPS target=64 met=$(awk -v r="$RSS" 'BEGIN {print (r <= 64) ? "yes" : "no"}')"
 BEST=${INSPECT%% *}
-echo "inspect ms=${INSPECT% } best_ms=$BEST target=100 met=$(awk -v r="$BEST" 'BEGIN {print (r <= 100) ? "yes" : "no"}')"
+echo "inspect ms=${INSPECT% } best_ms=$BEST target=100 met=$(awk -v r="$BEST" 'BEGIN {print (r <= 100) ? "yes" : "no"}') api_only_ms=${API% }"
 echo "ping c1-c2 start_ms=$PING0 end_ms=$PING1 c1-c$N end_ms=$PINGN"
 echo "# attaches 21..$N took $(awk -v a="$T1" -v b="$T2" "BEGIN {printf \"%.1f\", b - a}") s${KEEP:+; times in $TIMES}"
