@@ -87,6 +87,18 @@ pub struct Daemon {
     journal: Journal,
     /// Container (by namespace) → the networks it is attached to, for DNS scoping.
     dns_members: HashMap<netns_helper::NsId, names::Memberships>,
+    /// Network → names and MACs of its endpoints.
+    taken: HashMap<String, Taken>,
+}
+
+/// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
+/// checks for conflicts in O(1).
+#[derive(Debug, Default)]
+struct Taken {
+    /// Endpoint name → id.
+    names: HashMap<String, String>,
+    /// MAC → endpoint name.
+    macs: HashMap<ipam::MacAddr, String>,
 }
 
 /// An endpoint change to persist.
@@ -143,7 +155,16 @@ impl Daemon {
             detaching: HashSet::new(),
             journal,
             dns_members: HashMap::new(),
+            taken: HashMap::new(),
         };
+        for (name, net) in &daemon.state.networks {
+            let mut t = Taken::default();
+            for ep in net.endpoints.values() {
+                t.names.insert(ep.name.clone(), ep.id.clone());
+                t.macs.insert(ep.mac, ep.name.clone());
+            }
+            daemon.taken.insert(name.clone(), t);
+        }
         let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
         for name in &names {
             daemon.serve(name)?;
@@ -424,6 +445,7 @@ impl Daemon {
             endpoints: BTreeMap::new(),
         };
         self.state.networks.insert(req.name.clone(), net);
+        self.taken.insert(req.name.clone(), Taken::default());
         if let Err(e) = self.checkpoint().and_then(|()| self.serve(&req.name)) {
             self.state.networks.remove(&req.name);
             self.live.remove(&req.name);
@@ -460,21 +482,50 @@ impl Daemon {
             return Err(e);
         }
         self.live.remove(name);
+        self.taken.remove(name);
         tracing::info!(network = name, "network removed");
         Ok(())
     }
 
     /// An endpoint of `network` by name or id.
     fn endpoint(&self, network: &str, container: &str) -> Result<&EndpointState, Error> {
-        self.network(network)?
-            .endpoints
-            .values()
-            .find(|e| e.name == container || e.id == container)
+        let net = self.network(network)?;
+        let by_name = self
+            .taken
+            .get(network)
+            .and_then(|t| t.names.get(container))
+            .and_then(|id| net.endpoints.get(id));
+        by_name
+            .or_else(|| net.endpoints.get(container))
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "container {container} is not connected to network {network}"
                 ))
             })
+    }
+
+    /// Adds an endpoint to the state (its lease is already held).
+    fn insert_endpoint(&mut self, network: &str, ep: EndpointState) -> Result<(), Error> {
+        let net = self
+            .state
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| Error::NotFound(format!("network {network} not found")))?;
+        let t = self.taken.entry(network.to_string()).or_default();
+        t.names.insert(ep.name.clone(), ep.id.clone());
+        t.macs.insert(ep.mac, ep.name.clone());
+        net.endpoints.insert(ep.id.clone(), ep);
+        Ok(())
+    }
+
+    /// Removes an endpoint from the state (not its lease).
+    fn remove_endpoint(&mut self, network: &str, id: &str) -> Option<EndpointState> {
+        let ep = self.state.networks.get_mut(network)?.endpoints.remove(id)?;
+        if let Some(t) = self.taken.get_mut(network) {
+            t.names.remove(&ep.name);
+            t.macs.remove(&ep.mac);
+        }
+        Some(ep)
     }
 
     fn network(&self, name: &str) -> Result<&NetworkState, Error> {

@@ -21,9 +21,18 @@ use crate::state::EndpointState;
 /// One network's names, shared with the data paths that resolve them.
 pub(super) type SharedZone = Arc<RwLock<Zone>>;
 
-/// Network name → the container's address there, for every network a container (by
+/// Network name → the container's endpoint there, for every network a container (by
 /// namespace) is attached to.
-pub(super) type Memberships = BTreeMap<String, Ipv4Addr>;
+pub(super) type Memberships = BTreeMap<String, Member>;
+
+/// A container's attached endpoint on one network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Member {
+    /// Its address there.
+    pub ip: Ipv4Addr,
+    /// Its name there.
+    pub name: String,
+}
 
 impl Daemon {
     /// An endpoint of `network` became attached (its TAP is plugged and it is in the
@@ -40,10 +49,13 @@ impl Daemon {
                 z.add(alias, ep.ip);
             }
         }
-        self.dns_members
-            .entry(ep.ns_id)
-            .or_default()
-            .insert(network.to_string(), ep.ip);
+        self.dns_members.entry(ep.ns_id).or_default().insert(
+            network.to_string(),
+            Member {
+                ip: ep.ip,
+                name: ep.name.clone(),
+            },
+        );
         self.tell_queriers(ep.ns_id);
     }
 
@@ -54,7 +66,7 @@ impl Daemon {
         let Some(members) = self.dns_members.get_mut(&ep.ns_id) else {
             return;
         };
-        if members.get(network) != Some(&ep.ip) {
+        if members.get(network).map(|m| m.ip) != Some(ep.ip) {
             return;
         }
         members.remove(network);
@@ -83,10 +95,10 @@ impl Daemon {
             .keys()
             .filter_map(|n| self.live.get(n).map(|l| l.zone.clone()))
             .collect();
-        for (network, ip) in members {
+        for (network, member) in members {
             if let Some(live) = self.live.get(network) {
                 let view = DnsView::Querier {
-                    ip: *ip,
+                    ip: member.ip,
                     zones: zones.clone(),
                 };
                 send(network, live, view);
