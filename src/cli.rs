@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::types::{
-    Connect, Disconnect, NatStatsView, NetworkCreate, NetworkInspect, NetworkSummary, PortRequest,
-    PortRow,
+    Connect, Disconnect, NatStatsView, NetworkCreate, NetworkSummary, PortRequest, PortRow,
 };
 use crate::client::{Client, ClientError};
 
@@ -256,15 +255,17 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
             let mut code = 0;
             for n in &names {
                 match client
-                    .get::<NetworkInspect>(&format!("/networks/{n}"))
+                    .call(hyper::Method::GET, &format!("/networks/{n}"), None)
                     .await
                 {
-                    Ok(i) => out.push(i),
+                    Ok(body) => out.push(body),
                     Err(e) => code = code.max(report(&e)),
                 }
             }
-            if !out.is_empty() || code == 0 {
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            if (!out.is_empty() || code == 0)
+                && let Err(e) = print_pretty(&out)
+            {
+                code = code.max(report(&ClientError::Protocol(e.to_string())));
             }
             code
         }
@@ -418,4 +419,22 @@ pub async fn stats(client: &Client, network: &str) -> i32 {
         }
         Err(e) => report(&e),
     }
+}
+
+/// Prints JSON documents as one pretty JSON array, re-indenting them as they stream by
+/// (a network with 10,000 endpoints is not first decoded into its types).
+fn print_pretty(docs: &[hyper::body::Bytes]) -> Result<(), serde_json::Error> {
+    use serde::ser::{SerializeSeq, Serializer};
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut ser = serde_json::Serializer::pretty(&mut out);
+    let mut seq = ser.serialize_seq(Some(docs.len()))?;
+    for doc in docs {
+        let mut de = serde_json::Deserializer::from_slice(doc);
+        seq.serialize_element(&serde_transcode::Transcoder::new(&mut de))?;
+        de.end()?;
+    }
+    seq.end()?;
+    out.write_all(b"\n").map_err(serde_json::Error::io)?;
+    out.flush().map_err(serde_json::Error::io)
 }

@@ -96,7 +96,7 @@ pub enum Command {
         /// Whether it was published.
         reply: oneshot::Sender<bool>,
     },
-    /// Replace what each container may resolve.
+    /// Change which zones one container resolves (the zones' names change in place).
     SetDns(DnsView),
     /// Report counters.
     Snapshot {
@@ -361,12 +361,13 @@ impl Datapath {
         .await
     }
 
-    /// Replaces the network's name view (fire and forget: the thread applies it in order).
+    /// Changes which zones one container resolves (fire and forget: the thread applies
+    /// changes in order).
     ///
     /// # Errors
     /// When the thread is gone.
-    pub fn set_dns(&self, view: DnsView) -> Result<(), crate::error::Error> {
-        self.send(Command::SetDns(view))
+    pub fn set_dns(&self, change: DnsView) -> Result<(), crate::error::Error> {
+        self.send(Command::SetDns(change))
     }
 
     /// Current counters.

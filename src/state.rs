@@ -1,7 +1,8 @@
 //! What the daemon persists: every network (with its address pool, which holds the leases)
-//! and every endpoint. Written atomically (temp file, fsync, rename) after each change, so a
-//! crash leaves either the old or the new state, never a mix; the file replaced by each save
-//! is kept as `state.json.bak`.
+//! and every endpoint. `state.json` is a snapshot, written atomically (temp file, fsync,
+//! rename), so a crash leaves either the old or the new one, never a mix; the file replaced
+//! by each snapshot is kept as `state.json.bak`. Endpoint changes between snapshots are
+//! appended to a journal ([`journal`]), which loading replays.
 //!
 //! A state file is as untrusted as an API body: [`State::parse`] decodes it and then checks
 //! it with the same rules the API applies when the networks and endpoints are created
@@ -19,6 +20,8 @@ use crate::api::types::PortMapping;
 use crate::daemon::inputs::{check_mac, check_mtu, validate_name};
 use crate::error::one_line;
 
+pub mod journal;
+
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
 
@@ -33,6 +36,9 @@ pub const BACKUP_FILE: &str = "state.json.bak";
 pub struct State {
     /// Format version ([`STATE_VERSION`]).
     pub version: u32,
+    /// Snapshot generation: the journal that continues this snapshot names it.
+    #[serde(default)]
+    pub generation: u64,
     /// Networks by name.
     #[serde(deserialize_with = "unique_keys")]
     pub networks: BTreeMap<String, NetworkState>,
@@ -90,28 +96,25 @@ pub struct EndpointState {
     pub aliases: Vec<String>,
 }
 
-/// Why the state file cannot be used. Its message is one line naming the file, the problem
-/// and, when there is one, how to restore the previous good state.
+/// Why the state cannot be used. Its message is one line naming the file (the snapshot or
+/// the journal), the problem and, when there is one, how to get back to a good state.
 #[derive(Debug, thiserror::Error)]
-#[error("state file {}: {problem}{}", path.display(), restore_hint(path, backup.as_deref()))]
+#[error("state file {}: {problem}{}", path.display(), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
 pub struct LoadError {
-    /// The state file.
+    /// The state file or journal.
     pub path: PathBuf,
     /// What is wrong (one line).
     pub problem: String,
-    /// The previous good state, when it exists.
-    pub backup: Option<PathBuf>,
+    /// How to restore a good state, when there is a way.
+    pub hint: Option<String>,
 }
 
-fn restore_hint(path: &Path, backup: Option<&Path>) -> String {
-    match backup {
-        Some(b) => format!(
-            "; the previous good state is in {}: move it to {} to restore it",
-            b.display(),
-            path.display()
-        ),
-        None => String::new(),
-    }
+fn restore_hint(path: &Path, backup: &Path) -> String {
+    format!(
+        "the previous good state is in {}: move it to {} to restore it",
+        backup.display(),
+        path.display()
+    )
 }
 
 impl State {
@@ -119,6 +122,7 @@ impl State {
     pub fn empty() -> Self {
         State {
             version: STATE_VERSION,
+            generation: 0,
             networks: BTreeMap::new(),
         }
     }
@@ -134,30 +138,41 @@ impl State {
         Ok(state)
     }
 
-    /// Loads `state.json` from `dir`, or an empty state if there is none. Never writes.
+    /// Loads `state.json` from `dir` (or an empty state if there is none) and replays the
+    /// journal that continues it. Never writes.
     ///
     /// # Errors
-    /// An unreadable, corrupt or invalid file ([`LoadError`]).
+    /// An unreadable, corrupt or invalid snapshot or journal ([`LoadError`]).
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        Ok(Self::load_replayed(dir)?.0)
+    }
+
+    /// [`State::load`], also saying what the journal held.
+    ///
+    /// # Errors
+    /// As [`State::load`].
+    pub fn load_replayed(dir: &Path) -> Result<(Self, journal::Replayed), LoadError> {
         let path = dir.join(STATE_FILE);
         let fail = |problem: String| {
             let backup = dir.join(BACKUP_FILE);
             LoadError {
                 path: path.clone(),
                 problem: one_line(&problem),
-                backup: backup.is_file().then_some(backup),
+                hint: backup.is_file().then(|| restore_hint(&path, &backup)),
             }
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
+        let mut state = match std::fs::read(&path) {
+            Ok(b) => Self::parse(&b).map_err(fail)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::empty(),
             Err(e) => return Err(fail(format!("cannot read it: {e}"))),
         };
-        Self::parse(&bytes).map_err(fail)
+        let replayed = journal::replay(dir, &mut state)?;
+        Ok((state, replayed))
     }
 
     /// Writes the state atomically to `dir/state.json` (mode 0600), keeping the file it
-    /// replaces as `state.json.bak`.
+    /// replaces as `state.json.bak`. The daemon writes snapshots through
+    /// [`journal::Journal::compact`], which also starts a new journal.
     ///
     /// # Errors
     /// I/O errors, with the path.

@@ -12,6 +12,10 @@ use crate::{IpamError, SubnetConfig};
 pub struct AddressPool {
     config: SubnetConfig,
     leases: BTreeMap<Ipv4Addr, String>,
+    /// No address below this one is free (a lower bound, not persisted): allocation starts
+    /// its walk here, so filling a network in order costs O(1) per address.
+    #[serde(skip)]
+    free_from: u32,
 }
 
 impl AddressPool {
@@ -20,6 +24,7 @@ impl AddressPool {
         Self {
             config,
             leases: BTreeMap::new(),
+            free_from: 0,
         }
     }
 
@@ -33,9 +38,13 @@ impl AddressPool {
         let subnet = self.config.subnet;
         let range = self.config.ip_range.unwrap_or(subnet);
         // Usable host addresses of the subnet, intersected with the range.
-        let start = u32::from(range.network()).max(u32::from(subnet.network()) + 1);
+        let lowest = u32::from(range.network()).max(u32::from(subnet.network()) + 1);
+        let start = lowest.max(self.free_from);
         let end = u32::from(range.broadcast()).min(u32::from(subnet.broadcast()) - 1);
         let gateway = u32::from(self.config.gateway);
+        if start > end {
+            return Err(IpamError::Exhausted { subnet });
+        }
 
         // Walk candidates and the (sorted) leases inside the window side by side:
         // cost is O(leases in window), not O(window size × log leases).
@@ -62,6 +71,7 @@ impl AddressPool {
         };
         let ip = found.ok_or(IpamError::Exhausted { subnet })?;
         self.leases.insert(ip, owner.to_owned());
+        self.free_from = u32::from(ip).saturating_add(1);
         Ok(ip)
     }
 
@@ -88,12 +98,14 @@ impl AddressPool {
 
     /// Returns true if it was leased.
     pub fn release(&mut self, ip: Ipv4Addr) -> bool {
+        self.free_from = self.free_from.min(u32::from(ip));
         self.leases.remove(&ip).is_some()
     }
 
     /// Releases every address held by `owner`; returns how many were released.
     pub fn release_owner(&mut self, owner: &str) -> usize {
         let before = self.leases.len();
+        self.free_from = 0;
         self.leases.retain(|_, o| o != owner);
         before - self.leases.len()
     }
@@ -134,6 +146,26 @@ mod tests {
 
     const fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
         Ipv4Addr::new(a, b, c, d)
+    }
+
+    #[test]
+    fn the_lowest_free_address_comes_first_after_releases_and_reservations() {
+        let mut p = pool("10.0.0.0/24");
+        for i in 2..=100 {
+            assert_eq!(p.allocate(&format!("e{i}")).unwrap(), ip(10, 0, 0, i));
+        }
+        p.release(ip(10, 0, 0, 50));
+        p.release(ip(10, 0, 0, 7));
+        assert_eq!(p.allocate("a").unwrap(), ip(10, 0, 0, 7));
+        assert_eq!(p.allocate("b").unwrap(), ip(10, 0, 0, 50));
+        p.reserve(ip(10, 0, 0, 101), "s").unwrap();
+        assert_eq!(p.allocate("c").unwrap(), ip(10, 0, 0, 102));
+        // A pool read back from its JSON allocates the same way.
+        let mut back: AddressPool =
+            serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        back.release(ip(10, 0, 0, 3));
+        assert_eq!(back.allocate("d").unwrap(), ip(10, 0, 0, 3));
+        assert_eq!(back.allocate("e").unwrap(), ip(10, 0, 0, 103));
     }
 
     #[test]

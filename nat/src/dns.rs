@@ -1,9 +1,13 @@
 //! The DNS responder on every gateway address (UDP and TCP port 53): container names and
 //! aliases from the network's name store, everything else relayed to upstream resolvers.
 //!
-//! Model: the daemon computes, for each querier address, the [`Zone`] it may see (every
-//! name on every network that container is attached to) and pushes a [`DnsView`] to the
-//! network's data path on each connect/disconnect; nothing is polled. A query for a known
+//! Model: each network has one [`Zone`] (the names and aliases of its endpoints), shared
+//! (`Arc<RwLock<Zone>>`) by the daemon, which edits it in place on connect/disconnect, and
+//! by the data path of every network whose containers may resolve it. A querier sees the
+//! zones of every network it is attached to; the daemon tells a network's data path which
+//! ones with a [`DnsView`] change per querier, so an attach costs O(1) whatever the number
+//! of containers, and 10,000 containers on one network share one zone. Nothing is polled.
+//! The data path holds a zone's read lock only while it looks one name up. A query for a known
 //! name gets its A (or AAAA) records (TTL 600, order rotated per answer, as Docker shuffles
 //! them; the store holds both families, AAAA stays empty until IPv6 lands), an empty
 //! NOERROR for other types, PTR for container addresses;
@@ -23,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
@@ -65,16 +69,95 @@ impl Zone {
         self.ptr.entry(ip).or_insert(key);
     }
 
+    /// Removes `name` → `ip` (case-insensitive), and the PTR of `ip` when it is `name`.
+    pub fn remove(&mut self, name: &str, ip: impl Into<IpAddr>) {
+        let ip = ip.into();
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(ips) = self.names.get_mut(&key) {
+            ips.retain(|i| *i != ip);
+            if ips.is_empty() {
+                self.names.remove(&key);
+            }
+        }
+        if self.ptr.get(&ip) == Some(&key) {
+            self.ptr.remove(&ip);
+        }
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when the zone holds no name.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     fn lookup(&self, name: &str) -> Option<&[IpAddr]> {
         self.names.get(name).map(Vec::as_slice)
     }
 }
 
-/// What each querier on a network may resolve, by querier address.
-#[derive(Clone, Debug, Default)]
-pub struct DnsView {
-    /// Querier address → its zone (containers with the same networks share one).
-    pub zones: HashMap<Ipv4Addr, Arc<Zone>>,
+/// Where a lookup finds names: one zone, or the zones of the querier's networks.
+pub(crate) trait Names {
+    /// The addresses of a lowercase name, None when no zone knows it.
+    fn addrs(&self, name: &str) -> Option<Vec<IpAddr>>;
+    /// The name of an address.
+    fn ptr(&self, ip: &IpAddr) -> Option<String>;
+}
+
+impl Names for Zone {
+    fn addrs(&self, name: &str) -> Option<Vec<IpAddr>> {
+        self.lookup(name).map(<[_]>::to_vec)
+    }
+
+    fn ptr(&self, ip: &IpAddr) -> Option<String> {
+        self.ptr.get(ip).cloned()
+    }
+}
+
+/// The zones one querier sees, each read-locked only for one lookup.
+impl Names for Arc<[Arc<RwLock<Zone>>]> {
+    fn addrs(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let mut out: Option<Vec<IpAddr>> = None;
+        for zone in self.iter() {
+            let zone = zone.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(ips) = zone.lookup(name) {
+                let all = out.get_or_insert_with(Vec::new);
+                for ip in ips {
+                    if !all.contains(ip) {
+                        all.push(*ip);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn ptr(&self, ip: &IpAddr) -> Option<String> {
+        self.iter().find_map(|zone| {
+            let zone = zone.read().unwrap_or_else(PoisonError::into_inner);
+            zone.ptr.get(ip).cloned()
+        })
+    }
+}
+
+/// A change to what the queriers of one network's gateway may resolve, sent by the daemon
+/// on each connect and disconnect. Names inside a zone change in place (the zone is
+/// shared); a view change only says which zones a querier sees.
+#[derive(Clone, Debug)]
+pub enum DnsView {
+    /// The container at this address resolves the names of these zones (one per network it
+    /// is attached to), replacing what it resolved before.
+    Querier {
+        /// The container's address on this network.
+        ip: Ipv4Addr,
+        /// The zones of its networks.
+        zones: Arc<[Arc<RwLock<Zone>>]>,
+    },
+    /// The container at this address is gone: it resolves nothing.
+    Forget(Ipv4Addr),
 }
 
 /// Upstream resolvers and timing.
@@ -108,7 +191,7 @@ pub(crate) enum Outcome {
 
 /// Context of one local lookup.
 pub(crate) struct Ask<'a> {
-    pub zone: Option<&'a Zone>,
+    pub zone: Option<&'a dyn Names>,
     pub gateway: Ipv4Addr,
     pub host_alias: bool,
     pub internal: bool,
@@ -215,7 +298,7 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
     let local: Option<Vec<IpAddr>> = if ask.host_alias && name == HOST_NAME {
         Some(vec![IpAddr::V4(ask.gateway)])
     } else {
-        ask.zone.and_then(|z| z.lookup(name)).map(<[_]>::to_vec)
+        ask.zone.and_then(|z| z.addrs(name))
     };
     if let Some(ips) = local {
         resp.metadata.authoritative = true;
@@ -239,7 +322,7 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
     }
     if q.query_type() == RecordType::PTR
         && let Some(ip) = reverse(q.name())
-        && let Some(target) = ask.zone.and_then(|z| z.ptr.get(&ip))
+        && let Some(target) = ask.zone.and_then(|z| z.ptr(&ip))
         && let Ok(target) = Name::from_ascii(format!("{target}."))
     {
         resp.metadata.authoritative = true;
@@ -320,14 +403,22 @@ fn udp_cap(mtu: u32) -> usize {
 /// The DNS responder of one network's gateway: what each querier may resolve.
 #[derive(Default)]
 pub(crate) struct DnsServer {
-    view: DnsView,
+    /// Querier address → the zones of its networks.
+    queriers: HashMap<Ipv4Addr, Arc<[Arc<RwLock<Zone>>]>>,
     rotate: usize,
 }
 
 impl DnsServer {
-    /// Replaces what each querier may resolve.
-    pub(crate) fn set_view(&mut self, view: DnsView) {
-        self.view = view;
+    /// Applies a change to what the queriers may resolve.
+    pub(crate) fn set_view(&mut self, change: DnsView) {
+        match change {
+            DnsView::Querier { ip, zones } => {
+                self.queriers.insert(ip, zones);
+            }
+            DnsView::Forget(ip) => {
+                self.queriers.remove(&ip);
+            }
+        }
     }
 
     /// Looks a query up for the container at `querier` (`transport_limit`: 65,535 for TCP,
@@ -344,7 +435,7 @@ impl DnsServer {
             return Outcome::Drop;
         };
         let ask = Ask {
-            zone: self.view.zones.get(&v4).map(Arc::as_ref),
+            zone: self.queriers.get(&v4).map(|z| z as &dyn Names),
             gateway: ctx.cfg.gateway_ip,
             host_alias: ctx.cfg.host_loopback,
             internal: ctx.cfg.internal,
@@ -586,6 +677,54 @@ mod tests {
         let m = reply(answer(&tcp, &query("many.", RecordType::A)));
         assert!(!m.metadata.truncation);
         assert_eq!(a_records(&m).len(), 60);
+    }
+
+    #[test]
+    fn removing_a_name_keeps_the_others_and_drops_its_ptr() {
+        let mut z = zone();
+        z.remove("WEB", Ipv4Addr::new(10, 0, 0, 2));
+        let m = reply(answer(&ask(&z, false), &query("web.", RecordType::A)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        let m = reply(answer(&ask(&z, false), &query("shared.", RecordType::A)));
+        assert_eq!(a_records(&m).len(), 2, "an alias of the address stays");
+        assert_eq!(
+            answer(
+                &ask(&z, false),
+                &query("2.0.0.10.in-addr.arpa.", RecordType::PTR)
+            ),
+            Outcome::Forward,
+            "no local PTR any more"
+        );
+        z.remove("shared", Ipv4Addr::new(10, 0, 0, 2));
+        z.remove("shared", Ipv4Addr::new(10, 0, 0, 3));
+        assert_eq!(z.len(), 1, "only db is left");
+    }
+
+    #[test]
+    fn a_querier_sees_the_union_of_its_zones_and_changes_in_place() {
+        let shared = |z: Zone| Arc::new(RwLock::new(z));
+        let (a, b) = (shared(zone()), shared(Zone::new()));
+        b.write().unwrap().add("shared", Ipv4Addr::new(10, 1, 0, 9));
+        b.write().unwrap().add("other", Ipv4Addr::new(10, 1, 0, 9));
+        let mut server = DnsServer::default();
+        let q = Ipv4Addr::new(10, 0, 0, 3);
+        server.set_view(DnsView::Querier {
+            ip: q,
+            zones: vec![a.clone(), b.clone()].into(),
+        });
+        let zones = server.queriers.get(&q).unwrap();
+        let names = |n: &str| zones.addrs(n).unwrap_or_default();
+        assert_eq!(names("shared").len(), 3, "both networks' holders");
+        assert_eq!(names("other"), [IpAddr::V4(Ipv4Addr::new(10, 1, 0, 9))]);
+        assert_eq!(
+            zones.ptr(&"10.1.0.9".parse().unwrap()).as_deref(),
+            Some("shared")
+        );
+        // A name added to a shared zone is seen at once, without a new view.
+        a.write().unwrap().add("late", Ipv4Addr::new(10, 0, 0, 7));
+        assert_eq!(names("late").len(), 1);
+        server.set_view(DnsView::Forget(q));
+        assert!(server.queriers.is_empty());
     }
 
     #[test]

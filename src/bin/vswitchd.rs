@@ -127,7 +127,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     private_dir(&state_dir)?;
     let _lock = lock_state_dir(&state_dir)?;
     // Checked before anything else happens: a bad state stops the daemon untouched.
-    let state = vswitchd::state::State::load(&state_dir)?;
+    let (state, replayed) = vswitchd::state::State::load_replayed(&state_dir)?;
+    if replayed.records > 0 {
+        tracing::info!(records = replayed.records, "state journal replayed");
+    }
+    if replayed.torn {
+        tracing::warn!("the state journal's last record was torn by a crash; it is ignored");
+    }
     remove_stale_temp_files(&state_dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -172,13 +178,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         let app = vswitchd::api::router(shared.clone());
         let served = vswitchd::api::serve::serve(listener, app, shutdown_signal()).await;
         let _ = std::fs::remove_file(&socket);
+        // A clean shutdown folds the journal into a fresh snapshot.
+        if let Err(e) = shared.lock().await.checkpoint() {
+            tracing::warn!("state not compacted at exit (the journal keeps it): {e}");
+        }
         drop(shared);
         served.context("API server failed")
     })
 }
 
 /// Removes the temp files of saves cut short by a crash (`.state.json.tmp.PID`,
-/// `.state.json.bak.tmp.PID`); we hold the directory's lock, so no save is under way.
+/// `.state.json.bak.tmp.PID`, `.state.journal.tmp.PID`); we hold the directory's lock, so no
+/// save is under way.
 fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -186,7 +197,10 @@ fn remove_stale_temp_files(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(".state.json.tmp.") || name.starts_with(".state.json.bak.tmp.") {
+        if name.starts_with(".state.json.tmp.")
+            || name.starts_with(".state.json.bak.tmp.")
+            || name.starts_with(".state.journal.tmp.")
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }

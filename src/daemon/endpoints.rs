@@ -96,14 +96,12 @@ impl Daemon {
         validate_name("container name", &name)?;
         // Only live endpoints count: the kernel reuses a dead namespace's inode number, so a
         // lost endpoint's identity may now belong to a new container.
-        let live_ports = self.live.get(network).map(|l| &l.ports);
-        let is_live = |id: &String| live_ports.is_some_and(|p| p.contains_key(id));
         let pending = self.pending.values().filter(|p| p.network == network);
-        if let Some(ep) = net
-            .endpoints
-            .values()
-            .find(|e| e.ns_id == ns_id && is_live(&e.id))
-            .map(|e| e.name.as_str())
+        if let Some(ep) = self
+            .dns_members
+            .get(&ns_id)
+            .and_then(|m| m.get(network))
+            .map(|m| m.name.as_str())
             .or_else(|| {
                 pending
                     .clone()
@@ -116,7 +114,9 @@ impl Daemon {
                 req.container
             )));
         }
-        if net.endpoints.values().any(|e| e.name == name) || pending.clone().any(|p| p.name == name)
+        let taken = self.taken.get(network);
+        if taken.is_some_and(|t| t.names.contains_key(&name))
+            || pending.clone().any(|p| p.name == name)
         {
             return Err(Error::Conflict(format!(
                 "container name {name} is already in use on network {network}"
@@ -141,11 +141,11 @@ impl Daemon {
             None => net.pool.allocate(&id)?,
         };
         let mac = plan.mac.unwrap_or_else(|| ipam::mac_from_ipv4(ip));
-        let taken = net
-            .endpoints
-            .values()
-            .find(|e| e.mac == mac)
-            .map(|e| e.name.clone())
+        let taken = self
+            .taken
+            .get(network)
+            .and_then(|t| t.macs.get(&mac))
+            .cloned()
             .or_else(|| {
                 self.pending
                     .values()
@@ -242,16 +242,12 @@ impl Daemon {
                 return fail(e, &ep);
             }
         }
-        let Some(net) = self.state.networks.get_mut(&a.network) else {
+        if let Err(e) = self.insert_endpoint(&a.network, ep.clone()) {
             self.undo_attach(&a.network, &ep).await;
-            return fail(
-                Error::NotFound(format!("network {} not found", a.network)),
-                &ep,
-            );
-        };
-        net.endpoints.insert(a.id.clone(), ep.clone());
-        self.publish_names();
-        if let Err(e) = self.save() {
+            return fail(e, &ep);
+        }
+        self.names_attached(&a.network, &ep);
+        if let Err(e) = self.persist(&a.network, super::Change::Put(&a.id)) {
             for m in &a.mappings {
                 self.unpublish_one(&a.network, *m).await;
             }
@@ -276,16 +272,14 @@ impl Daemon {
     /// Reverses a partly done attach in the daemon: port, lease, state entry. The caller
     /// deletes the interface.
     async fn undo_attach(&mut self, network: &str, ep: &EndpointState) {
+        self.names_detached(network, ep);
         if let Some(live) = self.live.get_mut(network)
             && let Some(port) = live.ports.remove(&ep.id)
         {
             let _ = live.datapath.detach(port).await;
         }
-        if let Some(net) = self.state.networks.get_mut(network) {
-            net.endpoints.remove(&ep.id);
-        }
+        self.remove_endpoint(network, &ep.id);
         self.release(network, ep.ip);
-        self.publish_names();
     }
 
     /// First step of a detach: unplug the port (traffic stops at once) and mark the endpoint
@@ -301,6 +295,7 @@ impl Daemon {
                 "container {container} is already being disconnected from network {network}"
             )));
         }
+        self.names_detached(network, &ep);
         let mut was_live = false;
         if let Some(live) = self.live.get_mut(network) {
             live.lost.remove(&ep.id);
@@ -310,19 +305,15 @@ impl Daemon {
             }
         }
         self.detaching.insert(ep.id.clone());
-        self.publish_names();
         Ok((ep, was_live, self.config.helper_exe.clone()))
     }
 
     /// Last step of a detach: forget the endpoint, free its address, persist.
     fn finish_detach(&mut self, network: &str, ep: &EndpointState) -> Result<(), Error> {
         self.detaching.remove(&ep.id);
-        if let Some(net) = self.state.networks.get_mut(network) {
-            net.endpoints.remove(&ep.id);
-            net.pool.release(ep.ip);
-        }
-        self.publish_names();
-        self.save()?;
+        self.remove_endpoint(network, &ep.id);
+        self.release(network, ep.ip);
+        self.persist(network, super::Change::Remove(&ep.id))?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
         Ok(())
     }
@@ -356,11 +347,14 @@ pub async fn disconnect(d: &Shared, network: &str, container: &str) -> Result<()
 /// How often attached endpoints are checked for a namespace that went away.
 pub const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// An attached endpoint as the reaper checks it: network, id, name, namespace file and the
+/// namespace's identity at attach time.
+type Watched = (String, String, String, PathBuf, NsId);
+
 impl Daemon {
-    /// Attached endpoints whose namespace is gone: its file no longer exists (`ip netns
-    /// del`, the process of `/proc/PID/ns/net` exited) or now names another namespace.
-    fn gone_endpoints(&self) -> Vec<(String, String, String)> {
-        let mut gone = Vec::new();
+    /// Every attached endpoint, for the reaper to check without holding the daemon.
+    fn watched_endpoints(&self) -> Vec<Watched> {
+        let mut out = Vec::new();
         for (network, net) in &self.state.networks {
             let Some(live) = self.live.get(network) else {
                 continue;
@@ -370,21 +364,39 @@ impl Daemon {
                 .values()
                 .filter(|e| live.ports.contains_key(&e.id))
             {
-                if ns_identity(&ep.netns).ok() != Some(ep.ns_id) {
-                    gone.push((network.clone(), ep.id.clone(), ep.name.clone()));
-                }
+                out.push((
+                    network.clone(),
+                    ep.id.clone(),
+                    ep.name.clone(),
+                    ep.netns.clone(),
+                    ep.ns_id,
+                ));
             }
         }
-        gone
+        out
     }
+}
+
+/// The endpoints whose namespace is gone: its file no longer exists (`ip netns del`, the
+/// process of `/proc/PID/ns/net` exited) or now names another namespace.
+fn gone(watched: Vec<Watched>) -> Vec<Watched> {
+    watched
+        .into_iter()
+        .filter(|(_, _, _, netns, ns_id)| ns_identity(netns).ok() != Some(*ns_id))
+        .collect()
 }
 
 /// Detaches every attached endpoint whose namespace is gone. Our TAP fd would otherwise keep
 /// the dead namespace alive and its name resolvable. Returns how many were detached.
 pub async fn reap(d: &Shared) -> usize {
-    let gone = d.lock().await.gone_endpoints();
+    // One stat per endpoint: done off the runtime and without the daemon locked, so
+    // thousands of endpoints never stall requests.
+    let watched = d.lock().await.watched_endpoints();
+    let gone = tokio::task::spawn_blocking(move || gone(watched))
+        .await
+        .unwrap_or_default();
     let mut n = 0;
-    for (network, id, name) in gone {
+    for (network, id, name, _, _) in gone {
         tracing::info!(network, endpoint = name, "namespace gone; detaching");
         match disconnect(d, &network, &id).await {
             Ok(()) => n += 1,

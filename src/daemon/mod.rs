@@ -17,6 +17,7 @@ use crate::api::types::{
 };
 use crate::datapath::{Datapath, Snapshot};
 use crate::error::Error;
+use crate::state::journal::{Journal, Record};
 use crate::state::{EndpointState, NetworkState, State};
 
 mod endpoints;
@@ -69,6 +70,8 @@ struct Live {
     /// Endpoint id → why it could not be re-attached after a restart.
     lost: HashMap<String, String>,
     next_port: u32,
+    /// The names of its attached endpoints (see [`names`]).
+    zone: names::SharedZone,
 }
 
 /// The daemon's control-plane state.
@@ -80,6 +83,31 @@ pub struct Daemon {
     pending: HashMap<String, endpoints::PendingAttach>,
     /// Endpoint ids whose detach is in progress.
     detaching: HashSet<String>,
+    /// Endpoint changes since the last snapshot.
+    journal: Journal,
+    /// Container (by namespace) → the networks it is attached to, for DNS scoping.
+    dns_members: HashMap<netns_helper::NsId, names::Memberships>,
+    /// Network → names and MACs of its endpoints.
+    taken: HashMap<String, Taken>,
+}
+
+/// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
+/// checks for conflicts in O(1).
+#[derive(Debug, Default)]
+struct Taken {
+    /// Endpoint name → id.
+    names: HashMap<String, String>,
+    /// MAC → endpoint name.
+    macs: HashMap<ipam::MacAddr, String>,
+}
+
+/// An endpoint change to persist.
+#[derive(Clone, Copy, Debug)]
+enum Change<'a> {
+    /// The endpoint (by id) was added or changed; it is in the state.
+    Put(&'a str),
+    /// The endpoint (by id) is gone from the state.
+    Remove(&'a str),
 }
 
 /// The daemon as shared by the API handlers and the reaper. Operations that wait for the
@@ -118,13 +146,25 @@ impl Daemon {
         state: State,
         wanted: &[(String, Option<String>)],
     ) -> anyhow::Result<Self> {
+        let journal = Journal::new(&config.state_dir);
         let mut daemon = Daemon {
             config,
             state,
             live: HashMap::new(),
             pending: HashMap::new(),
             detaching: HashSet::new(),
+            journal,
+            dns_members: HashMap::new(),
+            taken: HashMap::new(),
         };
+        for (name, net) in &daemon.state.networks {
+            let mut t = Taken::default();
+            for ep in net.endpoints.values() {
+                t.names.insert(ep.name.clone(), ep.id.clone());
+                t.macs.insert(ep.mac, ep.name.clone());
+            }
+            daemon.taken.insert(name.clone(), t);
+        }
         let names: Vec<String> = daemon.state.networks.keys().cloned().collect();
         for name in &names {
             daemon.serve(name)?;
@@ -162,18 +202,24 @@ impl Daemon {
                 }
             }
         }
+        // Fold the previous run's journal (and any torn last record) into a new snapshot.
+        daemon.checkpoint()?;
         for name in &names {
             daemon.reattach(name).await;
         }
         Ok(daemon)
     }
 
-    /// Persists the state. Leases of attaches still in progress are left out: until their
-    /// endpoint exists, a crash must not leave a lease without an owner.
-    fn save(&self) -> Result<(), Error> {
-        let dir = &self.config.state_dir;
+    /// Writes the whole state as a new snapshot and starts an empty journal (at start, on
+    /// network changes, every [`crate::state::journal::COMPACT_AFTER`] or more endpoint
+    /// changes, and on a clean shutdown). Leases of attaches still in progress are left
+    /// out: until their endpoint exists, a crash must not leave a lease without an owner.
+    ///
+    /// # Errors
+    /// The state directory cannot be written.
+    pub fn checkpoint(&mut self) -> Result<(), Error> {
         let result = if self.pending.is_empty() {
-            self.state.save(dir)
+            self.journal.compact(&mut self.state)
         } else {
             let mut state = self.state.clone();
             for p in self.pending.values() {
@@ -181,10 +227,50 @@ impl Daemon {
                     net.pool.release(p.ip);
                 }
             }
-            state.save(dir)
+            let r = self.journal.compact(&mut state);
+            self.state.generation = state.generation;
+            r
         };
         result.map_err(|e| Error::State {
-            path: state_path(dir),
+            path: state_path(&self.config.state_dir),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Persists one endpoint change: a journal record, or a new snapshot when the journal
+    /// is due for compaction (or could not be written last time).
+    fn persist(&mut self, network: &str, change: Change<'_>) -> Result<(), Error> {
+        let endpoints = self
+            .state
+            .networks
+            .values()
+            .map(|n| n.endpoints.len())
+            .sum();
+        if self.journal.wants_compaction(endpoints) {
+            return self.checkpoint();
+        }
+        let record = match change {
+            Change::Put(id) => {
+                let Some(ep) = self
+                    .state
+                    .networks
+                    .get(network)
+                    .and_then(|n| n.endpoints.get(id))
+                else {
+                    return self.checkpoint();
+                };
+                Record::Put {
+                    network: network.to_string(),
+                    endpoint: ep.clone(),
+                }
+            }
+            Change::Remove(id) => Record::Remove {
+                network: network.to_string(),
+                id: id.to_string(),
+            },
+        };
+        self.journal.append(&record).map_err(|e| Error::State {
+            path: state_path(&self.config.state_dir),
             reason: e.to_string(),
         })
     }
@@ -231,6 +317,7 @@ impl Daemon {
                 ports: HashMap::new(),
                 lost: HashMap::new(),
                 next_port: 1,
+                zone: Default::default(),
             },
         );
         Ok(())
@@ -251,7 +338,9 @@ impl Daemon {
                 mtu: net.mtu,
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
-                Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await,
+                Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {
+                    self.names_attached(name, ep);
+                }),
                 Ok((_, None)) => Err(Error::Datapath("helper sent no fd".into())),
                 Err(e) => Err(e),
             };
@@ -299,7 +388,6 @@ impl Daemon {
         live.datapath.attach(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);
         live.lost.remove(id);
-        self.publish_names();
         Ok(())
     }
 
@@ -357,10 +445,11 @@ impl Daemon {
             endpoints: BTreeMap::new(),
         };
         self.state.networks.insert(req.name.clone(), net);
-        if let Err(e) = self.save().and_then(|()| self.serve(&req.name)) {
+        self.taken.insert(req.name.clone(), Taken::default());
+        if let Err(e) = self.checkpoint().and_then(|()| self.serve(&req.name)) {
             self.state.networks.remove(&req.name);
             self.live.remove(&req.name);
-            let _ = self.save();
+            let _ = self.checkpoint();
             return Err(e);
         }
         tracing::info!(network = req.name, %subnet, "network created");
@@ -388,26 +477,55 @@ impl Daemon {
         let Some(removed) = self.state.networks.remove(name) else {
             return Err(Error::NotFound(format!("network {name} not found")));
         };
-        if let Err(e) = self.save() {
+        if let Err(e) = self.checkpoint() {
             self.state.networks.insert(name.to_string(), removed);
             return Err(e);
         }
         self.live.remove(name);
+        self.taken.remove(name);
         tracing::info!(network = name, "network removed");
         Ok(())
     }
 
     /// An endpoint of `network` by name or id.
     fn endpoint(&self, network: &str, container: &str) -> Result<&EndpointState, Error> {
-        self.network(network)?
-            .endpoints
-            .values()
-            .find(|e| e.name == container || e.id == container)
+        let net = self.network(network)?;
+        let by_name = self
+            .taken
+            .get(network)
+            .and_then(|t| t.names.get(container))
+            .and_then(|id| net.endpoints.get(id));
+        by_name
+            .or_else(|| net.endpoints.get(container))
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "container {container} is not connected to network {network}"
                 ))
             })
+    }
+
+    /// Adds an endpoint to the state (its lease is already held).
+    fn insert_endpoint(&mut self, network: &str, ep: EndpointState) -> Result<(), Error> {
+        let net = self
+            .state
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| Error::NotFound(format!("network {network} not found")))?;
+        let t = self.taken.entry(network.to_string()).or_default();
+        t.names.insert(ep.name.clone(), ep.id.clone());
+        t.macs.insert(ep.mac, ep.name.clone());
+        net.endpoints.insert(ep.id.clone(), ep);
+        Ok(())
+    }
+
+    /// Removes an endpoint from the state (not its lease).
+    fn remove_endpoint(&mut self, network: &str, id: &str) -> Option<EndpointState> {
+        let ep = self.state.networks.get_mut(network)?.endpoints.remove(id)?;
+        if let Some(t) = self.taken.get_mut(network) {
+            t.names.remove(&ep.name);
+            t.macs.remove(&ep.mac);
+        }
+        Some(ep)
     }
 
     fn network(&self, name: &str) -> Result<&NetworkState, Error> {

@@ -1,81 +1,114 @@
-//! The name store behind every gateway's DNS: recomputed from the endpoints whenever one is
-//! attached, re-attached or detached, and pushed to each network's data path.
+//! The name store behind every gateway's DNS, kept incrementally: each network has one
+//! shared [`Zone`] holding the names and aliases of its attached endpoints, edited in place
+//! when one is attached, re-attached or detached; and each network's data path is told,
+//! per querier, which zones that container sees. An attach or detach therefore costs
+//! O(networks of that container), not O(endpoints).
 //!
 //! Scoping follows Docker: a container resolves the names (and aliases) of every endpoint on
 //! every network it is attached to, each to its address on that shared network; nothing
-//! else. Containers attached to the same set of networks share one zone.
+//! else. A container is recognised across networks by its namespace identity; only
+//! endpoints whose TAP is open (not lost) count.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use nat::{DnsView, Zone};
-use netns_helper::NsId;
 
 use super::Daemon;
+use crate::state::EndpointState;
+
+/// One network's names, shared with the data paths that resolve them.
+pub(super) type SharedZone = Arc<RwLock<Zone>>;
+
+/// Network name → the container's endpoint there, for every network a container (by
+/// namespace) is attached to.
+pub(super) type Memberships = BTreeMap<String, Member>;
+
+/// A container's attached endpoint on one network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Member {
+    /// Its address there.
+    pub ip: Ipv4Addr,
+    /// Its name there.
+    pub name: String,
+}
 
 impl Daemon {
-    /// Recomputes every network's DNS view and hands it to its data path.
-    pub(super) fn publish_names(&self) {
-        // Which networks each attached container (by namespace) is on.
-        let mut networks_of: HashMap<NsId, BTreeSet<&str>> = HashMap::new();
-        for (name, net) in &self.state.networks {
-            let Some(live) = self.live.get(name) else {
-                continue;
-            };
-            for ep in net
-                .endpoints
-                .values()
-                .filter(|e| live.ports.contains_key(&e.id))
-            {
-                networks_of
-                    .entry(ep.ns_id)
-                    .or_default()
-                    .insert(name.as_str());
+    /// An endpoint of `network` became attached (its TAP is plugged and it is in the
+    /// state): its names join the network's zone, and every network of its container learns
+    /// that the container now also sees this network's names.
+    pub(super) fn names_attached(&mut self, network: &str, ep: &EndpointState) {
+        let Some(zone) = self.live.get(network).map(|l| l.zone.clone()) else {
+            return;
+        };
+        {
+            let mut z = zone.write().unwrap_or_else(PoisonError::into_inner);
+            z.add(&ep.name, ep.ip);
+            for alias in &ep.aliases {
+                z.add(alias, ep.ip);
             }
         }
-        let mut zones: HashMap<&BTreeSet<&str>, Arc<Zone>> = HashMap::new();
-        for set in networks_of.values() {
-            zones.entry(set).or_insert_with(|| Arc::new(self.zone(set)));
+        self.dns_members.entry(ep.ns_id).or_default().insert(
+            network.to_string(),
+            Member {
+                ip: ep.ip,
+                name: ep.name.clone(),
+            },
+        );
+        self.tell_queriers(ep.ns_id);
+    }
+
+    /// An attached endpoint of `network` stops being attached (detached, or its attach
+    /// undone): its names leave the zone and its container no longer sees the network.
+    /// Nothing happens when it was not attached.
+    pub(super) fn names_detached(&mut self, network: &str, ep: &EndpointState) {
+        let Some(members) = self.dns_members.get_mut(&ep.ns_id) else {
+            return;
+        };
+        if members.get(network).map(|m| m.ip) != Some(ep.ip) {
+            return;
         }
-        for (name, net) in &self.state.networks {
-            let Some(live) = self.live.get(name) else {
-                continue;
-            };
-            let mut view = DnsView::default();
-            for ep in net
-                .endpoints
-                .values()
-                .filter(|e| live.ports.contains_key(&e.id))
+        members.remove(network);
+        if members.is_empty() {
+            self.dns_members.remove(&ep.ns_id);
+        }
+        if let Some(live) = self.live.get(network) {
             {
-                if let Some(zone) = networks_of.get(&ep.ns_id).and_then(|s| zones.get(s)) {
-                    view.zones.insert(ep.ip, zone.clone());
+                let mut z = live.zone.write().unwrap_or_else(PoisonError::into_inner);
+                z.remove(&ep.name, ep.ip);
+                for alias in &ep.aliases {
+                    z.remove(alias, ep.ip);
                 }
             }
-            if let Err(e) = live.datapath.set_dns(view) {
-                tracing::warn!(network = name, "DNS names not updated: {e}");
+            send(network, live, DnsView::Forget(ep.ip));
+        }
+        self.tell_queriers(ep.ns_id);
+    }
+
+    /// Tells the data path of every network the container `ns` is on which zones it sees.
+    fn tell_queriers(&self, ns: netns_helper::NsId) {
+        let Some(members) = self.dns_members.get(&ns) else {
+            return;
+        };
+        let zones: Arc<[SharedZone]> = members
+            .keys()
+            .filter_map(|n| self.live.get(n).map(|l| l.zone.clone()))
+            .collect();
+        for (network, member) in members {
+            if let Some(live) = self.live.get(network) {
+                let view = DnsView::Querier {
+                    ip: member.ip,
+                    zones: zones.clone(),
+                };
+                send(network, live, view);
             }
         }
     }
+}
 
-    /// Every name and alias of the attached endpoints on `networks`.
-    fn zone(&self, networks: &BTreeSet<&str>) -> Zone {
-        let mut zone = Zone::new();
-        for name in networks {
-            let (Some(net), Some(live)) = (self.state.networks.get(*name), self.live.get(*name))
-            else {
-                continue;
-            };
-            for ep in net
-                .endpoints
-                .values()
-                .filter(|e| live.ports.contains_key(&e.id))
-            {
-                zone.add(&ep.name, ep.ip);
-                for alias in &ep.aliases {
-                    zone.add(alias, ep.ip);
-                }
-            }
-        }
-        zone
+fn send(network: &str, live: &super::Live, change: DnsView) {
+    if let Err(e) = live.datapath.set_dns(change) {
+        tracing::warn!(network, "DNS names not updated: {e}");
     }
 }

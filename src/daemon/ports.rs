@@ -137,7 +137,7 @@ impl Daemon {
             .and_then(|n| n.endpoints.get_mut(&id))
             .expect("checked above");
         ep.ports.push(m);
-        if let Err(e) = self.save() {
+        if let Err(e) = self.persist(network, super::Change::Put(&id)) {
             self.unpublish_one(network, m).await;
             if let Some(ep) = self
                 .state
@@ -177,7 +177,7 @@ impl Daemon {
             .and_then(|n| n.endpoints.get_mut(&id))
             .expect("checked above");
         ep.ports.retain(|o| *o != m);
-        if let Err(e) = self.save() {
+        if let Err(e) = self.persist(network, super::Change::Put(&id)) {
             if let Some(ep) = self
                 .state
                 .networks
