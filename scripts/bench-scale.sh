@@ -308,8 +308,17 @@ if has flows; then
     [ "$left" -eq 0 ] && break; sleep 0.1
   done
   closed=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  # The host sockets are gone; the flows leave vswitchd's table once the containers' side
+  # has closed too (a burst of 10,000 FINs can overflow the container's TAP ring, and the
+  # dropped FINs are retransmitted), so wait for the table as well, at most 60 s.
+  tcp_left=error
+  for i in $(seq 600); do
+    tcp_left=$(ctl network inspect n1500 2>/dev/null | tr -d ' \n' | grep -o '"Flows":{"Tcp":[0-9]*' | grep -o '[0-9]*$' || echo error)
+    [ "$tcp_left" = 0 ] && break; sleep 0.1
+  done
+  table=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   sleep 1; rss3=$(rss_mib "$VPID")
-  echo "vswitchd flows closed in ${closed}s (host sockets left: $left)"
+  echo "vswitchd flows closed in ${closed}s (host sockets left: $left); TCP flows left the table in ${table}s (left: $tcp_left)"
   echo "vswitchd rss_mib start=$rss0 after_zero_flow_runs=$rss1 with_flows=$rss2 after_close=$rss3"
   target flows-egress "$e1" "$e0" "vswitchd,flows=0" ge 0.9
   target flows-connrate "$r1" "$r0" "vswitchd,flows=0" ge 0.9

@@ -56,6 +56,8 @@ pub(crate) enum Refusal {
 pub(crate) struct Budget {
     used: usize,
     limit: usize,
+    /// Bytes given back since [`Nat::take_released`] last asked.
+    pub(crate) released: usize,
 }
 
 impl Budget {
@@ -70,6 +72,7 @@ impl Budget {
 
     pub(crate) fn give(&mut self, n: usize) {
         self.used = self.used.saturating_sub(n);
+        self.released = self.released.saturating_add(n);
     }
 
     pub(crate) fn used(&self) -> usize {
@@ -115,6 +118,7 @@ impl Ctx {
             budget: Budget {
                 used: 0,
                 limit: cfg.nat_memory,
+                released: 0,
             },
             quota: Quota::default(),
             dgram: vec![0; 65_536],

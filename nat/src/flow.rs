@@ -30,6 +30,9 @@ pub struct Table<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     len: usize,
+    /// Generation of slots made from now on: above every generation a released slot had,
+    /// so handles into storage given back never match the entries that come after.
+    floor: u32,
 }
 
 struct Slot<T> {
@@ -43,6 +46,7 @@ impl<T> Default for Table<T> {
             slots: Vec::new(),
             free: Vec::new(),
             len: 0,
+            floor: 0,
         }
     }
 }
@@ -63,12 +67,12 @@ impl<T> Table<T> {
         }
         let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
         self.slots.push(Slot {
-            generation: 0,
+            generation: self.floor,
             value: Some(value),
         });
         Handle {
             index,
-            generation: 0,
+            generation: self.floor,
         }
     }
 
@@ -95,7 +99,19 @@ impl<T> Table<T> {
         let value = slot.value.take()?;
         self.free.push(h.index);
         self.len -= 1;
+        if self.len == 0 {
+            self.release();
+        }
         Some(value)
+    }
+
+    /// Gives the storage of an empty table back (10,000 flows leave megabytes of slots),
+    /// keeping every generation it issued out of reach of later handles.
+    fn release(&mut self) {
+        let top = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);
+        self.floor = self.floor.max(top.wrapping_add(1) & GEN_MASK);
+        self.slots = Vec::new();
+        self.free = Vec::new();
     }
 
     pub fn len(&self) -> usize {
@@ -117,6 +133,9 @@ impl<T> Table<T> {
                 self.len -= 1;
                 out.push(v);
             }
+        }
+        if self.len == 0 && !out.is_empty() {
+            self.release();
         }
         out
     }
@@ -248,6 +267,25 @@ mod tests {
             "B's handle stays dead after its slot is reused"
         );
         assert_eq!(t.get(c), Some(&"C"));
+    }
+
+    #[test]
+    fn an_emptied_table_gives_its_storage_back_and_old_handles_stay_dead() {
+        let mut t = Table::default();
+        let old: Vec<Handle> = (0..1000).map(|i| t.insert(i)).collect();
+        for h in &old {
+            t.remove(*h);
+        }
+        assert_eq!(t.slots(), 0, "storage given back");
+        let fresh: Vec<Handle> = (0..1000).map(|i| t.insert(i + 5000)).collect();
+        for (o, f) in old.iter().zip(&fresh) {
+            assert_eq!(
+                t.get(*o),
+                None,
+                "a handle from before the release finds nothing"
+            );
+            assert_eq!(t.get(*f).map(|v| *v >= 5000), Some(true));
+        }
     }
 
     #[test]

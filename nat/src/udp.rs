@@ -281,6 +281,11 @@ impl Udp {
                 ctx.counters.expired += 1;
             }
         }
+        if self.flows.is_empty() && self.keys.capacity() > 0 {
+            // The table gave its slots back; so do the index and the deadline heap.
+            self.keys = Keys::default();
+            self.deadlines = Timers::default();
+        }
         while let Some((at, k)) = self.published_deadlines.pop_due(now) {
             // A client forgotten and seen again holds a newer entry; this one is stale.
             let Some(f) = self.published.get_mut(&k).filter(|f| f.booked == at) else {

@@ -106,9 +106,26 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_fd_limit();
     if let Err(e) = run(args) {
         eprintln!("vswitchd: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Every NAT flow holds a host socket, so the common soft limit of 1024 descriptors would cap
+/// a network far below `--max-flows`: raise the soft limit to the hard one (as Go and systemd
+/// services do). Unprivileged processes may do this; failure only means fewer flows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("open-file limit stays at {soft}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
     }
 }
 

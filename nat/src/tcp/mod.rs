@@ -518,6 +518,11 @@ impl Tcp {
         ctx.budget.give(buffers::charged(flow.conn.sock()));
         self.keys.remove(&flow.key);
         ctx.release(ep);
+        if self.flows.is_empty() {
+            // The table gave its slots back; so do the index and the deadline heap.
+            self.keys = Keys::default();
+            self.timers = Timers::default();
+        }
     }
 
     /// Enters a new flow (socket, key, host side) in the table and the epoll set; None if
