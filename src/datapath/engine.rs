@@ -1,0 +1,406 @@
+//! The data path thread's engine: the epoll loop that applies [`Command`]s, polls the NAT,
+//! ages the MAC table, and forwards frames between TAPs, the switch and the gateway. This is
+//! the hot path: frames are read into one preallocated buffer and written out unchanged, with
+//! no allocation, lock or clock read per frame. Also returns freed flow memory to the system.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use nat::{Gateway, Nat};
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use nix::sys::eventfd::EventFd;
+use switch::vnet::LEN as VNET_HDR_LEN;
+use switch::{FrameSummary, GATEWAY, Network, NetworkConfig, PortId, PortRole, Verdict};
+
+use super::guard::{Health, guarded, test_panic_ethertype};
+use super::ports::Ports;
+use super::{Command, RX_BATCH, Snapshot};
+
+/// Largest frame: a 64 KiB GSO frame plus Ethernet/VLAN headers and the virtio-net header.
+const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65535;
+
+/// Epoll token of the command eventfd.
+pub(super) const WAKE_TOKEN: u64 = u64::MAX;
+/// Epoll token of the NAT engine's own epoll fd.
+pub(super) const NAT_TOKEN: u64 = u64::MAX - 1;
+
+/// How often learned MACs are aged, in seconds.
+const AGE_EVERY: u64 = 10;
+
+/// Everything the thread owns.
+pub(super) struct Engine {
+    /// The network's name, for logs.
+    pub(super) name: String,
+    net: Network,
+    gateway: Gateway,
+    nat: Nat,
+    ports: Ports,
+    /// Scratch list of flood targets, reused for every flooded frame.
+    flood: Vec<PortId>,
+    /// Where the gateway writes its replies (virtio-net header included).
+    gw_buf: Vec<u8>,
+    /// Shared with the control plane.
+    health: Arc<Health>,
+    /// Flow memory freed since the allocator last returned memory, and when that was.
+    released: usize,
+    last_trim: Instant,
+    /// Test-only: frames of this EtherType panic (debug builds only).
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
+    test_panic_ethertype: Option<u16>,
+}
+
+impl Engine {
+    /// The thread's state for network `name`, before any port is attached.
+    pub(super) fn new(
+        name: &str,
+        config: NetworkConfig,
+        gateway: Gateway,
+        nat: Nat,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            net: Network::new(config),
+            gateway,
+            nat,
+            ports: Ports::default(),
+            flood: Vec::with_capacity(64),
+            gw_buf: vec![0; FRAME_BUF],
+            health,
+            released: 0,
+            last_trim: Instant::now(),
+            test_panic_ethertype: test_panic_ethertype(),
+        }
+    }
+
+    pub(super) fn run(
+        &mut self,
+        epoll: &Epoll,
+        wake: &EventFd,
+        commands: &mpsc::Receiver<Command>,
+    ) {
+        let start = Instant::now();
+        let mut last_age = 0;
+        let mut rx = vec![0u8; FRAME_BUF];
+        let mut events = [EpollEvent::empty(); 64];
+        let mut nat_due = Instant::now();
+        loop {
+            let wait = nat_due
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            let timeout = u16::try_from(wait.as_millis()).unwrap_or(1000);
+            let n = match epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("data path epoll failed: {e}");
+                    return;
+                }
+            };
+            let now = start.elapsed().as_secs();
+            let mut nat_ready = false;
+            for ev in &events[..n] {
+                match ev.data() {
+                    WAKE_TOKEN => {
+                        let _ = wake.read();
+                        if !self.apply_commands(epoll, commands) {
+                            return;
+                        }
+                    }
+                    NAT_TOKEN => nat_ready = true,
+                    token => self.drain_port(epoll, PortId(token as u32), &mut rx, now),
+                }
+            }
+            if nat_ready || Instant::now() >= nat_due {
+                self.poll_nat(now);
+                nat_due = Instant::now() + self.nat.poll_delay();
+            }
+            if now >= last_age + AGE_EVERY {
+                self.net.age(now);
+                last_age = now;
+            }
+        }
+    }
+
+    /// Records a caught panic: counted always, logged at error level only the first time.
+    fn record_panic(&mut self, message: &str, context: std::fmt::Arguments<'_>) {
+        let what = format!("{message} (while {context})");
+        let before = self.health.panics.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            tracing::error!(
+                network = self.name,
+                "data path panicked; dropped what it was processing and keeps forwarding \
+                 (further panics are only counted, see `network inspect`): {what}"
+            );
+        } else {
+            tracing::debug!(
+                network = self.name,
+                panics = before + 1,
+                "data path panicked: {what}"
+            );
+        }
+        if let Ok(mut last) = self.health.last_panic.lock() {
+            *last = Some(what);
+        }
+    }
+
+    /// Lets the NAT serve host sockets and timers; what it emits goes through the switch.
+    fn poll_nat(&mut self, now: u64) {
+        let Engine {
+            net,
+            ports,
+            flood,
+            nat,
+            ..
+        } = self;
+        let polled = guarded(|| {
+            nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, frame, now))
+        });
+        if let Err(msg) = polled {
+            self.record_panic(&msg, format_args!("polling the NAT"));
+        }
+        self.released += self.nat.take_released();
+        if self.released >= TRIM_AFTER && self.last_trim.elapsed() >= TRIM_EVERY {
+            give_back_memory();
+            self.released = 0;
+            self.last_trim = Instant::now();
+        }
+    }
+
+    /// Applies queued commands, each under the panic guard; false when the thread must stop.
+    fn apply_commands(&mut self, epoll: &Epoll, commands: &mpsc::Receiver<Command>) -> bool {
+        while let Ok(cmd) = commands.try_recv() {
+            match guarded(|| self.apply(epoll, cmd)) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                // The command's reply channel was dropped: its caller gets an error.
+                Err(msg) => self.record_panic(&msg, format_args!("applying a command")),
+            }
+        }
+        true
+    }
+
+    /// Applies one command; false when the thread must stop.
+    fn apply(&mut self, epoll: &Epoll, cmd: Command) -> bool {
+        match cmd {
+            Command::Attach {
+                id,
+                fd,
+                role,
+                reply,
+            } => {
+                let res = self
+                    .net
+                    .add_port(id, role)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        epoll
+                            .add(
+                                fd.as_fd(),
+                                EpollEvent::new(EpollFlags::EPOLLIN, u64::from(id.0)),
+                            )
+                            .map_err(|e| {
+                                self.net.remove_port(id);
+                                format!("epoll: {e}")
+                            })
+                    });
+                if res.is_ok() {
+                    self.ports.insert(id, File::from(fd));
+                    if let PortRole::Container { mac, ipv4 } = role {
+                        self.nat.set_neighbor(ipv4, mac);
+                    }
+                }
+                let _ = reply.send(res);
+            }
+            Command::Detach { id, reply } => {
+                if let Some(file) = self.ports.remove(id) {
+                    let _ = epoll.delete(file.as_fd());
+                }
+                if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
+                    self.nat.remove_publishes_to(ipv4);
+                    self.nat.forget_neighbor(ipv4);
+                }
+                let _ = reply.send(self.net.remove_port(id));
+            }
+            Command::AddPublish { publish, fd, reply } => {
+                let _ = reply.send(self.nat.add_publish(publish, fd).map_err(|e| e.to_string()));
+            }
+            Command::RemovePublish {
+                host,
+                protocol,
+                reply,
+            } => {
+                let _ = reply.send(self.nat.remove_publish(host, protocol));
+            }
+            Command::SetDns(view) => self.nat.set_dns_view(view),
+            Command::Snapshot { reply } => {
+                let ports = self
+                    .net
+                    .ports()
+                    .filter_map(|(id, _)| Some((id.0, self.net.counters(id)?.clone())))
+                    .collect();
+                let _ = reply.send(Snapshot {
+                    ports,
+                    gateway: self.gateway.counters().clone(),
+                    mac_entries: self.net.mac_table().len(),
+                    nat: self.nat.stats(),
+                });
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// Reads up to [`RX_BATCH`] frames from `port` and forwards each.
+    fn drain_port(&mut self, epoll: &Epoll, port: PortId, rx: &mut [u8], now: u64) {
+        for _ in 0..RX_BATCH {
+            let Some(file) = self.ports.get(port) else {
+                return;
+            };
+            match file.read(rx) {
+                Ok(len) if len > VNET_HDR_LEN => {
+                    let Some(buf) = rx.get(..len) else { return };
+                    if let Err(msg) = guarded(|| self.forward(port, buf, now)) {
+                        let frame = buf.get(VNET_HDR_LEN..).unwrap_or_default();
+                        self.record_panic(
+                            &msg,
+                            format_args!("forwarding from port {port}: {}", FrameSummary(frame)),
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The interface was deleted inside the container (EBADFD) or similar: stop
+                    // polling it; the port stays registered until the endpoint is disconnected.
+                    tracing::warn!("port {}: read failed, no longer polled: {e}", port.0);
+                    let _ = epoll.delete(file.as_fd());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forwards one frame (virtio-net header + Ethernet frame) received on `ingress`.
+    fn forward(&mut self, ingress: PortId, buf: &[u8], now: u64) {
+        let Some(frame) = buf.get(VNET_HDR_LEN..) else {
+            return;
+        };
+        #[cfg(debug_assertions)]
+        if let Some(t) = self.test_panic_ethertype
+            && frame.get(12..14) == Some(&t.to_be_bytes()[..])
+        {
+            panic!("test panic hook: EtherType {t:#06x} (VSWITCHD_TEST_PANIC_ETHERTYPE)");
+        }
+        match self.net.forward(ingress, frame, now) {
+            Verdict::Unicast(GATEWAY) => self.deliver_to_gateway(frame, now),
+            Verdict::Unicast(dst) => self.transmit(dst, buf),
+            Verdict::Flood => {
+                let mut targets = std::mem::take(&mut self.flood);
+                targets.clear();
+                self.net.for_each_flood_target(ingress, |p| targets.push(p));
+                for &dst in &targets {
+                    if dst == GATEWAY {
+                        self.deliver_to_gateway(frame, now);
+                    } else {
+                        self.transmit(dst, buf);
+                    }
+                }
+                self.flood = targets;
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Delivers a frame to the gateway: its own services answer ARP and pings to it, the NAT
+    /// takes the rest; whatever they send goes back through the switch.
+    fn deliver_to_gateway(&mut self, frame: &[u8], now: u64) {
+        let Engine {
+            net,
+            gateway,
+            nat,
+            ports,
+            flood,
+            gw_buf,
+            ..
+        } = self;
+        net.count_tx(GATEWAY, frame.len(), true);
+        let Some(reply) = gw_buf.get_mut(VNET_HDR_LEN..) else {
+            return;
+        };
+        match gateway.on_frame(frame, reply) {
+            Some(n) => {
+                if let Some(out) = gw_buf.get_mut(..VNET_HDR_LEN + n) {
+                    // A zeroed virtio-net header: no offload flags, no GSO.
+                    out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
+                    emit_from_gateway(net, ports, flood, out, now);
+                }
+            }
+            None => {
+                nat.on_frame(frame, &mut |f: &[u8]| {
+                    emit_from_gateway(net, ports, flood, f, now)
+                });
+            }
+        }
+    }
+
+    /// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
+    fn transmit(&mut self, dst: PortId, buf: &[u8]) {
+        transmit(&mut self.net, &mut self.ports, dst, buf);
+    }
+}
+
+/// Freed flow buffers after which the allocator is asked to return free memory, at most
+/// every [`TRIM_EVERY`] (the NAT is polled at least once a second, so what flows free is
+/// returned within about a second of their closing).
+const TRIM_AFTER: usize = 1 << 20;
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Returns the allocator's free pages to the system. glibc keeps freed chunks in its arenas,
+/// so after thousands of flows close the daemon would otherwise keep their memory (100 MiB
+/// for 10,000 flows) although nothing uses it.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases memory that is free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
+fn transmit(net: &mut Network, ports: &mut Ports, dst: PortId, buf: &[u8]) {
+    let ok = match ports.get(dst) {
+        Some(file) => matches!(file.write(buf), Ok(n) if n == buf.len()),
+        None => false,
+    };
+    net.count_tx(dst, buf.len().saturating_sub(VNET_HDR_LEN), ok);
+}
+
+/// Sends a frame the gateway produced (header + Ethernet) to wherever the switch says.
+fn emit_from_gateway(
+    net: &mut Network,
+    ports: &mut Ports,
+    flood: &mut Vec<PortId>,
+    buf: &[u8],
+    now: u64,
+) {
+    let Some(frame) = buf.get(VNET_HDR_LEN..) else {
+        return;
+    };
+    match net.forward(GATEWAY, frame, now) {
+        Verdict::Unicast(dst) if dst != GATEWAY => transmit(net, ports, dst, buf),
+        Verdict::Flood => {
+            flood.clear();
+            net.for_each_flood_target(GATEWAY, |p| flood.push(p));
+            for &dst in flood.iter() {
+                transmit(net, ports, dst, buf);
+            }
+        }
+        _ => {}
+    }
+}
