@@ -195,20 +195,18 @@ impl Ping {
     /// deadline came; see `Udp::expire`).
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
         let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
-        while let Some((_, h)) = self.deadlines.pop_due(now) {
-            let Some(last) = self.flows.get(h).map(|f| f.last) else {
-                continue;
-            };
+        let (flows, keys) = (&mut self.flows, &mut self.keys);
+        self.deadlines.expire_idle(now, timeout, |_, h| {
+            let last = flows.get(h)?.last;
             if now.saturating_duration_since(last) < timeout {
-                self.deadlines.schedule(last + timeout, h);
-                continue;
+                return Some(last);
             }
-            if let Some(f) = self.flows.remove(h) {
-                ctx.deregister(f.sock.as_fd());
-                self.keys.remove(&f.key);
-                ctx.release(IpAddr::V4(f.key.container));
-                ctx.counters.expired += 1;
-            }
-        }
+            let f = flows.remove(h)?;
+            ctx.deregister(f.sock.as_fd());
+            keys.remove(&f.key);
+            ctx.release(IpAddr::V4(f.key.container));
+            ctx.counters.expired += 1;
+            None
+        });
     }
 }

@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Deadlines keyed by `K` (a flow handle).
 pub struct Timers<K> {
@@ -44,6 +44,26 @@ impl<K: Ord + Copy> Timers<K> {
         }
     }
 
+    /// Idle expiry for owners whose entries each hold "last activity + `timeout`" as of when
+    /// they were booked: pops every entry due at `now` and hands it to `idle_since`, which
+    /// returns the key's last activity if it is still live (it is booked again at that
+    /// plus `timeout` when that lies ahead) and None if it is gone; a key idle for
+    /// `timeout` or more is the caller's to remove in `idle_since` (then return None).
+    pub fn expire_idle(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        mut idle_since: impl FnMut(Instant, K) -> Option<Instant>,
+    ) {
+        while let Some((at, k)) = self.pop_due(now) {
+            if let Some(next) = idle_since(at, k).and_then(|last| last.checked_add(timeout))
+                && next > now
+            {
+                self.schedule(next, k);
+            }
+        }
+    }
+
     /// Entries held, superseded ones included.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -71,7 +91,6 @@ impl<K: Ord + Copy> Timers<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn entries_come_due_in_deadline_order_and_not_before() {

@@ -266,40 +266,37 @@ impl Udp {
     /// deadline came.
     pub(crate) fn expire(&mut self, ctx: &mut Ctx) {
         let (now, timeout) = (ctx.now, ctx.cfg.udp_timeout);
-        while let Some((_, h)) = self.deadlines.pop_due(now) {
-            let Some(last) = self.flows.get(h).map(|f| f.last) else {
-                continue;
-            };
+        let (flows, keys) = (&mut self.flows, &mut self.keys);
+        self.deadlines.expire_idle(now, timeout, |_, h| {
+            let last = flows.get(h)?.last;
             if now.saturating_duration_since(last) < timeout {
-                self.deadlines.schedule(last + timeout, h);
-                continue;
+                return Some(last);
             }
-            if let Some(f) = self.flows.remove(h) {
-                ctx.deregister(f.sock.as_fd());
-                self.keys.remove(&f.key);
-                ctx.release(f.key.endpoint());
-                ctx.counters.expired += 1;
-            }
-        }
+            let f = flows.remove(h)?;
+            ctx.deregister(f.sock.as_fd());
+            keys.remove(&f.key);
+            ctx.release(f.key.endpoint());
+            ctx.counters.expired += 1;
+            None
+        });
         if self.flows.is_empty() && self.keys.capacity() > 0 {
             // The table gave its slots back; so do the index and the deadline heap.
             self.keys = Keys::default();
             self.deadlines = Timers::default();
         }
-        while let Some((at, k)) = self.published_deadlines.pop_due(now) {
+        let published = &mut self.published;
+        self.published_deadlines.expire_idle(now, timeout, |at, k| {
             // A client forgotten and seen again holds a newer entry; this one is stale.
-            let Some(f) = self.published.get_mut(&k).filter(|f| f.booked == at) else {
-                continue;
-            };
+            let f = published.get_mut(&k).filter(|f| f.booked == at)?;
             if now.saturating_duration_since(f.last) < timeout {
                 f.booked = f.last + timeout;
-                self.published_deadlines.schedule(f.booked, k);
-                continue;
+                return Some(f.last);
             }
-            self.published.remove(&k);
+            published.remove(&k);
             ctx.release(k.endpoint());
             ctx.counters.expired += 1;
-        }
+            None
+        });
     }
 }
 
