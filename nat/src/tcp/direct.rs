@@ -16,7 +16,7 @@
 
 use std::io::{self, Write};
 
-use smoltcp::wire::{Ipv4Packet, TcpPacket, TcpSeqNumber};
+use smoltcp::wire::{Ipv4Packet, TcpPacket};
 
 use super::{Far, HostSide, Phase, Tcp};
 use crate::ctx::Ctx;
@@ -24,13 +24,14 @@ use crate::device::Sink;
 use crate::flow::Handle;
 
 impl Tcp {
-    /// Tries the direct path for `packet` on flow `h`; false if the segment must go through
-    /// smoltcp unchanged (nothing was written).
+    /// Tries the direct path for `packet` (parsed by the caller as `ip` and `tcp`) on flow
+    /// `h`; false if the segment must go through smoltcp unchanged (nothing was written).
     pub(super) fn direct(
         &mut self,
         ctx: &mut Ctx,
         h: Handle,
-        packet: &[u8],
+        ip: &Ipv4Packet<&[u8]>,
+        tcp: &TcpPacket<&[u8]>,
         sink: &mut Sink<'_>,
     ) -> bool {
         let Some(flow) = self.flows.get_mut(h) else {
@@ -54,18 +55,11 @@ impl Tcp {
         if sock.send_queue() != 0 {
             return false;
         }
-        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
-            return false;
-        };
-        let ihl = usize::from(ip.header_len());
-        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
-            return false;
-        };
         let plain = tcp.ack() && !tcp.syn() && !tcp.fin() && !tcp.rst() && !tcp.urg();
         let payload = tcp.payload();
         if !plain
             || payload.is_empty()
-            || TcpSeqNumber(tcp.seq_number().0) != expected
+            || tcp.seq_number() != expected
             || payload.len() > sock.recv_capacity()
         {
             return false;
@@ -83,11 +77,13 @@ impl Tcp {
             return false;
         }
         // The segment without the octets the host took: headers, then the rest.
-        let thl = usize::from(tcp.header_len());
-        let rest = &payload[n..];
+        let headers = usize::from(ip.header_len()) + usize::from(tcp.header_len());
+        let (Some(head), Some(rest)) = (ip.as_ref().get(..headers), payload.get(n..)) else {
+            return true; // unreachable: both lengths were checked when parsing
+        };
         let mut buf = std::mem::take(&mut self.rewrite);
         buf.clear();
-        buf.extend_from_slice(&packet[..ihl + thl]);
+        buf.extend_from_slice(head);
         buf.extend_from_slice(rest);
         let total = u16::try_from(buf.len()).unwrap_or(u16::MAX);
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);

@@ -318,7 +318,7 @@ impl Tcp {
             if let Some(f) = self.flows.get_mut(h) {
                 f.last = ctx.now;
             }
-            if !self.direct(ctx, h, packet, sink) {
+            if !self.direct(ctx, h, &ip, &tcp, sink) {
                 self.poll_flow(ctx, h, Some(packet), sink);
             }
             self.pump(ctx, h, sink);
