@@ -68,7 +68,7 @@ pub(crate) use dial::{Syn, send_rst};
 pub(crate) use local::MAX_PER_ENDPOINT as MAX_LOCAL_PER_ENDPOINT;
 
 use crate::ctx::Ctx;
-use crate::device::{Framer, OneShot, Sink};
+use crate::device::{OneShot, Sink};
 use crate::flow::{FlowKey, Handle, Keys, Owner, PerEndpoint, Table};
 use crate::timer::Timers;
 
@@ -228,31 +228,13 @@ impl Tcp {
         let Some(flow) = self.flows.get_mut(h) else {
             return;
         };
-        let (mtu, now) = (ctx.cfg.mtu as usize, ctx.smol_now());
-        poll_with(
-            &mut self.iface,
-            &mut flow.conn.set,
-            &mut ctx.framer,
-            now,
-            mtu,
-            rx,
-            sink,
-        );
+        poll_with(&mut self.iface, &mut flow.conn.set, ctx, rx, sink);
         self.reschedule(ctx, h);
     }
 
     /// Feeds a segment that belongs to no flow to smoltcp, which answers it with RST.
     fn poll_stray(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
-        let (mtu, now) = (ctx.cfg.mtu as usize, ctx.smol_now());
-        poll_with(
-            &mut self.iface,
-            &mut self.strays,
-            &mut ctx.framer,
-            now,
-            mtu,
-            Some(packet),
-            sink,
-        );
+        poll_with(&mut self.iface, &mut self.strays, ctx, Some(packet), sink);
     }
 
     /// Books flow `h`'s next deadline: the earliest of smoltcp's timers, its dial deadline,
@@ -583,20 +565,20 @@ fn limit(ctx: &Ctx, f: &TcpFlow) -> Option<Duration> {
     })
 }
 
+/// Feeds `rx` (or nothing) to smoltcp for the sockets in `sockets` and lets them transmit.
 fn poll_with(
     iface: &mut Interface,
     sockets: &mut SocketSet<'static>,
-    framer: &mut Framer,
-    now: smoltcp::time::Instant,
-    mtu: usize,
+    ctx: &mut Ctx,
     rx: Option<&[u8]>,
     sink: &mut Sink<'_>,
 ) {
+    let now = ctx.smol_now();
     let mut dev = OneShot {
         rx,
-        framer,
+        framer: &mut ctx.framer,
         sink,
-        mtu,
+        mtu: ctx.cfg.mtu as usize,
     };
     iface.poll(now, &mut dev, sockets);
 }
