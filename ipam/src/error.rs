@@ -1,9 +1,9 @@
 //! The single error type of the address-management layer.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Everything that can go wrong while validating subnets, leasing addresses or persisting state.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,67 @@ pub enum IpamError {
     Exhausted {
         /// The full subnet.
         subnet: Ipv4Net,
+    },
+    /// The text is not an IPv6 CIDR.
+    #[error("invalid IPv6 CIDR \"{0}\": expected x:y::/len")]
+    InvalidCidr6(String),
+    /// The IPv6 subnet has bits set below its prefix length.
+    #[error("subnet {0} has host bits set (did you mean {trunc}?)", trunc = .0.trunc())]
+    NotNetworkAddress6(Ipv6Net),
+    /// The IPv6 prefix length is outside what a network may use.
+    #[error("subnet {0}: the IPv6 prefix length must be between /16 and /126")]
+    Prefix6OutOfRange(Ipv6Net),
+    /// The IPv6 subnet touches loopback, link-local, multicast or another special range.
+    #[error("subnet {subnet} overlaps the reserved range {range}")]
+    Reserved6 {
+        /// The requested subnet.
+        subnet: Ipv6Net,
+        /// The special range it touches.
+        range: Ipv6Net,
+    },
+    /// The IPv6 gateway lies outside its subnet.
+    #[error("gateway {gateway} is outside subnet {subnet}")]
+    Gateway6OutsideSubnet {
+        /// The requested gateway.
+        gateway: Ipv6Addr,
+        /// The subnet it should belong to.
+        subnet: Ipv6Net,
+    },
+    /// The IPv6 gateway is the subnet-router anycast address.
+    #[error("gateway {gateway} is the subnet-router anycast address of {subnet}")]
+    Gateway6Reserved {
+        /// The requested gateway.
+        gateway: Ipv6Addr,
+        /// Its subnet.
+        subnet: Ipv6Net,
+    },
+    /// A static IPv6 address lies outside the subnet.
+    #[error("address {ip} is outside subnet {subnet}")]
+    Address6OutsideSubnet {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// The subnet.
+        subnet: Ipv6Net,
+    },
+    /// A static IPv6 address is the subnet-router anycast or gateway address.
+    #[error("address {ip} is reserved (subnet-router anycast or gateway address)")]
+    Address6Reserved {
+        /// The requested address.
+        ip: Ipv6Addr,
+    },
+    /// A static IPv6 address is already leased.
+    #[error("address {ip} is already in use by {owner}")]
+    Address6InUse {
+        /// The requested address.
+        ip: Ipv6Addr,
+        /// Its holder.
+        owner: String,
+    },
+    /// No IPv6 address is left.
+    #[error("no free address left in {subnet}")]
+    Exhausted6 {
+        /// The full subnet.
+        subnet: Ipv6Net,
     },
     /// Reading or writing a state file failed.
     #[error("I/O error on {}: {source}", path.display())]
