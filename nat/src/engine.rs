@@ -223,7 +223,8 @@ pub struct NatCounters {
     /// or DNS-over-TCP connections).
     pub refused_endpoint_quota: u64,
     /// Packets refused because their destination is the daemon itself or a reserved address
-    /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4).
+    /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4; over IPv6 ::, ::1, multicast,
+    /// link-local, site-local and the IPv4-mapped/compatible/translated forms).
     pub forbidden_destination: u64,
     /// Relayed DNS queries refused because too many were in flight.
     pub dns_refused: u64,
