@@ -97,15 +97,17 @@ impl Framer {
     fn link_of(&self, start: usize, len: usize) -> Option<(EthernetProtocol, [u8; 6])> {
         let pkt = self.buf.get(start..start + len)?;
         match pkt.first()? >> 4 {
-            4 => Some((
+            // Not new_checked: only the address is read, and a TSO packet's length field
+            // may not describe the buffer.
+            4 if pkt.len() >= 20 => Some((
                 EthernetProtocol::Ipv4,
-                self.mac_of(Ipv4Packet::new_checked(pkt).ok()?.dst_addr()),
+                self.mac_of(Ipv4Packet::new_unchecked(pkt).dst_addr()),
             )),
-            6 => Some((
+            6 if pkt.len() >= 40 => Some((
                 EthernetProtocol::Ipv6,
                 *self
                     .neighbors6
-                    .get(&Ipv6Packet::new_checked(pkt).ok()?.dst_addr())?,
+                    .get(&Ipv6Packet::new_unchecked(pkt).dst_addr())?,
             )),
             _ => None,
         }
@@ -145,16 +147,23 @@ impl Framer {
 
     /// [`Framer::finish_ip`] for IPv6 (no extension headers: smoltcp writes none).
     fn finish_ip6(&mut self, start: usize, len: usize, meta: PacketMeta) -> VnetHeader {
-        let Ok(mut ip) = Ipv6Packet::new_checked(&mut self.buf[start..start + len]) else {
+        // The segment is the rest of the buffer (not the payload length field, which a TSO
+        // packet may leave at 0).
+        let ihl = 40;
+        let Some(pkt) = self
+            .buf
+            .get_mut(start..start + len)
+            .filter(|p| p.len() >= ihl)
+        else {
             return VnetHeader::default();
         };
+        let ip = Ipv6Packet::new_unchecked(&*pkt);
         if ip.next_header() != IpProtocol::Tcp {
             return VnetHeader::default();
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let ihl = ip.header_len();
         let tcp_len = len - ihl;
-        let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) else {
+        let Ok(mut tcp) = TcpPacket::new_checked(&mut pkt[ihl..]) else {
             return VnetHeader::default();
         };
         tcp.set_checksum(checksum::pseudo_header_v6(
@@ -405,5 +414,50 @@ mod tests {
             [2, 0x42, 10, 0, 0, 7],
             "derived MAC when unbound"
         );
+    }
+
+    #[test]
+    fn ipv6_tcp_frames_get_the_v6_pseudo_header_and_gso_and_need_a_bound_mac() {
+        use smoltcp::wire::Ipv6Repr;
+        let c: Ipv6Addr = "fd00::2".parse().unwrap();
+        let far: Ipv6Addr = "2001:db8::9".parse().unwrap();
+        let mut framer = Framer::new([0x02, 0x42, 10, 0, 0, 1]);
+        let build = |framer: &mut Framer, payload: usize| {
+            let mut meta = PacketMeta::default();
+            meta.segmentation_offload_size = NonZeroU16::new(1440);
+            let mut out = Vec::new();
+            let mut sink = |f: &[u8]| out.extend_from_slice(f);
+            framer.send(60 + payload, meta, &mut sink, |b| {
+                Ipv6Repr {
+                    src_addr: far,
+                    dst_addr: c,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: 20 + payload,
+                    hop_limit: 64,
+                }
+                .emit(&mut Ipv6Packet::new_unchecked(&mut *b));
+                let mut tcp = TcpPacket::new_unchecked(&mut b[40..]);
+                tcp.set_header_len(20);
+            });
+            out
+        };
+        assert!(
+            build(&mut framer, 100).is_empty(),
+            "no MAC bound: nothing sent"
+        );
+        framer.set_neighbor(c.into(), [0x02, 0, 0, 0, 0, 9]);
+        let f = build(&mut framer, 30_000);
+        assert_eq!((f[0], f[1]), (vnet::F_NEEDS_CSUM, GSO_TCPV6));
+        assert_eq!(u16::from_le_bytes([f[4], f[5]]), 1440, "gso_size = MSS");
+        assert_eq!(u16::from_le_bytes([f[6], f[7]]), 14 + 40, "csum_start");
+        let eth = EthernetFrame::new_checked(&f[vnet::LEN..]).unwrap();
+        assert_eq!(eth.ethertype(), EthernetProtocol::Ipv6);
+        assert_eq!(eth.dst_addr().0, [0x02, 0, 0, 0, 0, 9]);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let pseudo = checksum::pseudo_header_v6(&far, &c, IpProtocol::Tcp, 30_020);
+        assert_eq!(tcp.checksum(), pseudo);
+        framer.forget_neighbor(c.into());
+        assert!(build(&mut framer, 100).is_empty(), "forgotten");
     }
 }
