@@ -3,7 +3,8 @@
 //! datagram fails locally) and nothing can leave the machine.
 //!
 //! Input: a sequence of operations, each chosen by one byte:
-//! - raw: a length byte and that many bytes as the IP packet of a frame to the gateway;
+//! - raw: a length byte and that many bytes as the IP packet of a frame to the gateway (an
+//!   IPv6 frame when the first nibble is 6: the network has an IPv6 side, fd00::/64);
 //! - shaped: a TCP, UDP or ICMP packet from one of four containers to one of a few
 //!   destinations (the gateway, its DNS port, loopback, an outside address, broadcast), with
 //!   fuzzed ports, flags, sequence numbers and payload, and valid checksums;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use nat::{Nat, NatConfig};
+use nat::{Ipv6Config, Nat, NatConfig};
 
 const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
@@ -83,7 +84,8 @@ fn frame(src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + ip.len());
     f.extend_from_slice(&GW_MAC);
     f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
+    let ipv6 = ip.first().is_some_and(|b| b >> 4 == 6);
+    f.extend_from_slice(if ipv6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
     f.extend_from_slice(ip);
     f
 }
@@ -181,6 +183,10 @@ fn shaped(inp: &mut Input<'_>) -> Option<(Ipv4Addr, Vec<u8>)> {
 fuzz_target!(|data: &[u8]| {
     PRIVATE.call_once(enter_private_netns);
     let mut cfg = NatConfig::new(GW, GW_MAC, (Ipv4Addr::new(10, 0, 0, 0), 24), 1500);
+    cfg.ipv6 = Some(Ipv6Config {
+        gateway_ip: "fd00::1".parse().expect("address"),
+        subnet: ("fd00::".parse().expect("address"), 64),
+    });
     cfg.max_flows = 64;
     cfg.max_flows_per_endpoint = 16;
     cfg.host_loopback = data.first().is_some_and(|b| b & 1 == 1);

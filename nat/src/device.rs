@@ -9,17 +9,22 @@
 //! Offloads: smoltcp is told that the device verifies no TCP checksum (frames from containers
 //! carry partial checksums under the virtio `NEEDS_CSUM` flag) and computes none; for every
 //! TCP segment we write the pseudo-header sum and set `NEEDS_CSUM`, and for segments larger
-//! than the MSS smoltcp asks for (segmentation offload) we set `GSO_TCPV4` so the container's
-//! kernel receives one large frame instead of forty small ones.
+//! than the MSS smoltcp asks for (segmentation offload) we set `GSO_TCPV4` (`GSO_TCPV6` for
+//! IPv6) so the container's kernel receives one large frame instead of forty small ones.
+//!
+//! Both families: the version nibble of each packet picks the EtherType, the destination's
+//! MAC (from the IPv4 or the IPv6 neighbour map) and the pseudo-header. An IPv6 destination
+//! without a bound MAC gets nothing (there is no MAC to derive from it).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium, PacketMeta};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, checksum,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet,
+    TcpPacket, checksum,
 };
 
 use switch::vnet::{self, VnetHeader};
@@ -30,24 +35,82 @@ pub(crate) const ETH_LEN: usize = 14;
 /// Where frames for containers go: each call carries one whole TAP frame.
 pub type Sink<'s> = dyn FnMut(&[u8]) + 's;
 
-/// Container IP → MAC, as bound by the daemon (the gateway's own ARP knowledge).
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+const GSO_TCPV6: u8 = 4;
+
+/// Container IPv4 address → MAC, as bound by the daemon (the gateway's own ARP knowledge).
 pub(crate) type Neighbors = HashMap<Ipv4Addr, [u8; 6], foldhash::fast::RandomState>;
+/// Container IPv6 address → MAC (a map of its own, so IPv4 lookups cost what they did).
+pub(crate) type Neighbors6 = HashMap<Ipv6Addr, [u8; 6], foldhash::fast::RandomState>;
 
 /// Builds TAP frames around IP packets.
 pub(crate) struct Framer {
     pub gateway_mac: [u8; 6],
     pub neighbors: Neighbors,
+    pub neighbors6: Neighbors6,
     /// Scratch buffer for one frame (header + Ethernet + the largest IP packet).
     pub buf: Vec<u8>,
 }
 
 impl Framer {
+    pub(crate) fn new(gateway_mac: [u8; 6]) -> Self {
+        Self {
+            gateway_mac,
+            neighbors: Neighbors::default(),
+            neighbors6: Neighbors6::default(),
+            buf: vec![0; vnet::LEN + ETH_LEN + 65_536],
+        }
+    }
+
+    pub(crate) fn set_neighbor(&mut self, ip: IpAddr, mac: [u8; 6]) {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.neighbors.insert(v4, mac);
+            }
+            IpAddr::V6(v6) => {
+                self.neighbors6.insert(v6, mac);
+            }
+        }
+    }
+
+    pub(crate) fn forget_neighbor(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.neighbors.remove(&v4);
+            }
+            IpAddr::V6(v6) => {
+                self.neighbors6.remove(&v6);
+            }
+        }
+    }
+
     /// Ethernet destination for `ip`: its bound MAC, or the 02:42 MAC derived from it.
     fn mac_of(&self, ip: Ipv4Addr) -> [u8; 6] {
         self.neighbors.get(&ip).copied().unwrap_or_else(|| {
             let o = ip.octets();
             [0x02, 0x42, o[0], o[1], o[2], o[3]]
         })
+    }
+
+    /// EtherType and Ethernet destination of the IP packet at `start..start + len`; None
+    /// for an IPv6 destination without a bound MAC, or a packet of neither family.
+    fn link_of(&self, start: usize, len: usize) -> Option<(EthernetProtocol, [u8; 6])> {
+        let pkt = self.buf.get(start..start + len)?;
+        match pkt.first()? >> 4 {
+            // Not new_checked: only the address is read, and a TSO packet's length field
+            // may not describe the buffer.
+            4 if pkt.len() >= 20 => Some((
+                EthernetProtocol::Ipv4,
+                self.mac_of(Ipv4Packet::new_unchecked(pkt).dst_addr()),
+            )),
+            6 if pkt.len() >= 40 => Some((
+                EthernetProtocol::Ipv6,
+                *self
+                    .neighbors6
+                    .get(&Ipv6Packet::new_unchecked(pkt).dst_addr())?,
+            )),
+            _ => None,
+        }
     }
 
     /// Lets `fill` write an IP packet of `len` bytes, then completes the frame (Ethernet
@@ -65,16 +128,66 @@ impl Framer {
             self.buf.resize(start + len, 0);
         }
         let r = fill(&mut self.buf[start..start + len]);
-        let hdr = self.finish_ip(start, len, meta);
+        let Some((ethertype, mac)) = self.link_of(start, len) else {
+            return r;
+        };
+        let hdr = if ethertype == EthernetProtocol::Ipv4 {
+            self.finish_ip(start, len, meta)
+        } else {
+            self.finish_ip6(start, len, meta)
+        };
         hdr.emit(&mut self.buf[..vnet::LEN]);
-        let dst = Ipv4Packet::new_unchecked(&self.buf[start..start + len]).dst_addr();
-        let mac = self.mac_of(dst);
         let mut eth = EthernetFrame::new_unchecked(&mut self.buf[vnet::LEN..start]);
         eth.set_dst_addr(EthernetAddress(mac));
         eth.set_src_addr(EthernetAddress(self.gateway_mac));
-        eth.set_ethertype(EthernetProtocol::Ipv4);
+        eth.set_ethertype(ethertype);
         sink(&self.buf[..start + len]);
         r
+    }
+
+    /// [`Framer::finish_ip`] for IPv6 (no extension headers: smoltcp writes none).
+    fn finish_ip6(&mut self, start: usize, len: usize, meta: PacketMeta) -> VnetHeader {
+        // The segment is the rest of the buffer (not the payload length field, which a TSO
+        // packet may leave at 0).
+        let ihl = 40;
+        let Some(pkt) = self
+            .buf
+            .get_mut(start..start + len)
+            .filter(|p| p.len() >= ihl)
+        else {
+            return VnetHeader::default();
+        };
+        let ip = Ipv6Packet::new_unchecked(&*pkt);
+        if ip.next_header() != IpProtocol::Tcp {
+            return VnetHeader::default();
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let tcp_len = len - ihl;
+        let Ok(mut tcp) = TcpPacket::new_checked(&mut pkt[ihl..]) else {
+            return VnetHeader::default();
+        };
+        tcp.set_checksum(checksum::pseudo_header_v6(
+            &src,
+            &dst,
+            IpProtocol::Tcp,
+            tcp_len as u32,
+        ));
+        let hdr_len = ihl + tcp.header_len() as usize;
+        let mut hdr = VnetHeader {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_NONE,
+            hdr_len: (ETH_LEN + hdr_len) as u16,
+            gso_size: 0,
+            csum_start: (ETH_LEN + ihl) as u16,
+            csum_offset: 16,
+        };
+        if let Some(mss) = meta.segmentation_offload_size
+            && len - hdr_len > usize::from(mss.get())
+        {
+            hdr.gso_type = GSO_TCPV6;
+            hdr.gso_size = mss.get();
+        }
+        hdr
     }
 
     /// For TCP: writes the pseudo-header sum and returns the virtio header asking the kernel
@@ -190,6 +303,7 @@ pub(crate) fn capabilities(mtu: usize) -> DeviceCapabilities {
     caps.max_transmission_unit = mtu;
     caps.checksum = checksum;
     caps.segmentation.tcpv4 = NonZeroUsize::new(65_000);
+    caps.segmentation.tcpv6 = NonZeroUsize::new(65_000);
     caps
 }
 
@@ -222,11 +336,7 @@ mod tests {
     }
 
     fn frame(payload: usize, mss: Option<u16>) -> Vec<u8> {
-        let mut framer = Framer {
-            gateway_mac: [0x02, 0x42, 10, 0, 0, 1],
-            neighbors: Neighbors::default(),
-            buf: vec![0; 70_000],
-        };
+        let mut framer = Framer::new([0x02, 0x42, 10, 0, 0, 1]);
         framer
             .neighbors
             .insert(Ipv4Addr::new(10, 0, 0, 2), [0x02, 0, 0, 0, 0, 9]);
@@ -281,11 +391,7 @@ mod tests {
 
     #[test]
     fn non_tcp_packets_get_no_offload_hints() {
-        let mut framer = Framer {
-            gateway_mac: [2, 0x42, 10, 0, 0, 1],
-            neighbors: Neighbors::default(),
-            buf: vec![0; 2048],
-        };
+        let mut framer = Framer::new([2, 0x42, 10, 0, 0, 1]);
         let mut out = Vec::new();
         let mut sink = |f: &[u8]| out.extend_from_slice(f);
         framer.send(28, PacketMeta::default(), &mut sink, |b| {
@@ -308,5 +414,50 @@ mod tests {
             [2, 0x42, 10, 0, 0, 7],
             "derived MAC when unbound"
         );
+    }
+
+    #[test]
+    fn ipv6_tcp_frames_get_the_v6_pseudo_header_and_gso_and_need_a_bound_mac() {
+        use smoltcp::wire::Ipv6Repr;
+        let c: Ipv6Addr = "fd00::2".parse().unwrap();
+        let far: Ipv6Addr = "2001:db8::9".parse().unwrap();
+        let mut framer = Framer::new([0x02, 0x42, 10, 0, 0, 1]);
+        let build = |framer: &mut Framer, payload: usize| {
+            let mut meta = PacketMeta::default();
+            meta.segmentation_offload_size = NonZeroU16::new(1440);
+            let mut out = Vec::new();
+            let mut sink = |f: &[u8]| out.extend_from_slice(f);
+            framer.send(60 + payload, meta, &mut sink, |b| {
+                Ipv6Repr {
+                    src_addr: far,
+                    dst_addr: c,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: 20 + payload,
+                    hop_limit: 64,
+                }
+                .emit(&mut Ipv6Packet::new_unchecked(&mut *b));
+                let mut tcp = TcpPacket::new_unchecked(&mut b[40..]);
+                tcp.set_header_len(20);
+            });
+            out
+        };
+        assert!(
+            build(&mut framer, 100).is_empty(),
+            "no MAC bound: nothing sent"
+        );
+        framer.set_neighbor(c.into(), [0x02, 0, 0, 0, 0, 9]);
+        let f = build(&mut framer, 30_000);
+        assert_eq!((f[0], f[1]), (vnet::F_NEEDS_CSUM, GSO_TCPV6));
+        assert_eq!(u16::from_le_bytes([f[4], f[5]]), 1440, "gso_size = MSS");
+        assert_eq!(u16::from_le_bytes([f[6], f[7]]), 14 + 40, "csum_start");
+        let eth = EthernetFrame::new_checked(&f[vnet::LEN..]).unwrap();
+        assert_eq!(eth.ethertype(), EthernetProtocol::Ipv6);
+        assert_eq!(eth.dst_addr().0, [0x02, 0, 0, 0, 0, 9]);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let pseudo = checksum::pseudo_header_v6(&far, &c, IpProtocol::Tcp, 30_020);
+        assert_eq!(tcp.checksum(), pseudo);
+        framer.forget_neighbor(c.into());
+        assert!(build(&mut framer, 100).is_empty(), "forgotten");
     }
 }

@@ -26,7 +26,7 @@
 //! query (this is a service, not the switching path).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-use smoltcp::wire::{IpProtocol, Ipv4Repr, UdpPacket};
+use smoltcp::wire::{IpProtocol, UdpPacket};
 
 use crate::ctx::Ctx;
 use crate::device::Sink;
@@ -446,44 +446,55 @@ impl DnsServer {
         answer(&ask, query)
     }
 
-    /// The largest answer a UDP query accepts, on this link.
-    pub(crate) fn udp_limit(ctx: &Ctx, query: &[u8]) -> usize {
+    /// The largest answer a UDP query from `from` accepts, on this link (over IPv6 the
+    /// header is 20 bytes longer).
+    pub(crate) fn udp_limit(ctx: &Ctx, from: SocketAddr, query: &[u8]) -> usize {
         Message::from_vec(query)
             .map(|m| udp_limit(&m))
             .unwrap_or(512)
-            .min(udp_cap(ctx.cfg.mtu))
+            .min(udp_cap_for(ctx, from))
     }
 
-    /// Sends an answer to a UDP querier, fitted to `limit`.
+    /// Sends an answer to a UDP querier (either family, from the gateway address of its
+    /// family), fitted to `limit` and to what the link carries.
     pub(crate) fn reply_udp(
         ctx: &mut Ctx,
-        to: SocketAddrV4,
+        to: SocketAddr,
         msg: Vec<u8>,
         limit: usize,
         sink: &mut Sink<'_>,
     ) {
-        let msg = fit(msg, limit);
-        let gw = ctx.cfg.gateway_ip;
+        let msg = fit(msg, limit.min(udp_cap_for(ctx, to)));
+        let gw = ctx.cfg.gateway_for(to.ip());
         let Ok(udp_len) = u16::try_from(8 + msg.len()) else {
             return;
         };
-        let ip = Ipv4Repr {
-            src_addr: gw,
-            dst_addr: *to.ip(),
-            next_header: IpProtocol::Udp,
-            payload_len: usize::from(udp_len),
-            hop_limit: 64,
-        };
-        ctx.send_ipv4(ip, sink, |buf| {
-            let mut pkt = UdpPacket::new_unchecked(buf);
-            pkt.set_src_port(53);
-            pkt.set_dst_port(to.port());
-            pkt.set_len(udp_len);
-            if let Some(dst) = pkt.payload_mut().get_mut(..msg.len()) {
-                dst.copy_from_slice(&msg);
-            }
-            pkt.fill_checksum(&gw.into(), &(*to.ip()).into());
-        });
+        let dst = to.ip();
+        ctx.send_ip(
+            gw,
+            dst,
+            IpProtocol::Udp,
+            usize::from(udp_len),
+            sink,
+            |buf| {
+                let mut pkt = UdpPacket::new_unchecked(buf);
+                pkt.set_src_port(53);
+                pkt.set_dst_port(to.port());
+                pkt.set_len(udp_len);
+                if let Some(dst) = pkt.payload_mut().get_mut(..msg.len()) {
+                    dst.copy_from_slice(&msg);
+                }
+                pkt.fill_checksum(&gw.into(), &dst.into());
+            },
+        );
+    }
+}
+
+/// The largest DNS message a UDP datagram to `peer` carries over the link unfragmented.
+fn udp_cap_for(ctx: &Ctx, peer: SocketAddr) -> usize {
+    match peer {
+        SocketAddr::V4(_) => udp_cap(ctx.cfg.mtu),
+        SocketAddr::V6(_) => (ctx.cfg.mtu as usize).saturating_sub(48).max(512),
     }
 }
 

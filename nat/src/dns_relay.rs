@@ -12,7 +12,7 @@
 //! [`MAX_PER_ENDPOINT`] per container (REFUSED beyond); `--dns-timeout` per upstream attempt.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -33,8 +33,8 @@ const UDP_MAX: usize = 4096;
 /// Who asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Client {
-    /// A UDP query from this container address/port.
-    Udp(SocketAddrV4),
+    /// A UDP query from this container address/port (either family).
+    Udp(SocketAddr),
     /// A query on this DNS-over-TCP flow, from `querier`.
     Tcp { flow: Handle, querier: IpAddr },
 }
@@ -42,7 +42,7 @@ pub(crate) enum Client {
 impl Client {
     fn endpoint(&self) -> IpAddr {
         match self {
-            Client::Udp(a) => IpAddr::V4(*a.ip()),
+            Client::Udp(a) => a.ip(),
             Client::Tcp { querier, .. } => *querier,
         }
     }

@@ -1,6 +1,8 @@
-//! `Nat`: the translating half of one network's gateway. It terminates containers' TCP in a
-//! smoltcp `Interface` (Medium::Ip, any_ip), re-originates each flow from an ordinary host
-//! socket, and carries UDP datagrams and ICMP echoes through per-flow host sockets. It runs
+//! `Nat`: the translating half of one network's gateway, for IPv4 and (when the network has
+//! an IPv6 side, [`NatConfig::ipv6`]) IPv6. It terminates containers' TCP in a smoltcp
+//! `Interface` (Medium::Ip, any_ip, one address per family), re-originates each flow from an
+//! ordinary host socket of the same family, and carries UDP datagrams and ICMP/ICMPv6 echoes
+//! through per-flow host sockets. It runs
 //! inside the network's data path thread: frames come in through [`Nat::on_frame`], host
 //! socket readiness through its own epoll fd (which the data path polls), and everything it
 //! sends to containers goes straight to the caller's sink.
@@ -18,20 +20,27 @@
 //! ICMP flows expire after `udp_timeout` without traffic; TCP flows end when both sides have
 //! closed or one reset, or when they age out (see `tcp/mod.rs`). smoltcp matches sockets by a
 //! linear scan, so per-packet cost grows with the number of live TCP flows.
+//!
+//! IPv6: a frame (EtherType 0x86DD) is translated when its source is in the network's IPv6
+//! subnet (not the gateway) and its destination is outside it or the gateway's IPv6 address;
+//! the rules, limits and refusals are IPv4's, with ICMPv6 destination-unreachable in place of
+//! ICMP. Extension headers are not walked: a packet whose first next-header is not TCP, UDP or
+//! ICMPv6 (hop-by-hop, routing, fragment, destination options, ...) is dropped, as IPv4
+//! fragments are. A network without an IPv6 side drops every IPv6 frame.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent};
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, UdpPacket,
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
 };
 
-use crate::ctx::Ctx;
-use crate::device::{Framer, Neighbors, Sink};
+use crate::ctx::{Ctx, Unreachable};
+use crate::device::{Framer, Sink};
 use crate::dns;
 use crate::dns::{DnsServer, Outcome};
 use crate::dns_relay::{Client, Relay};
@@ -40,6 +49,27 @@ use crate::ping::Ping;
 use crate::publish::{Protocol, Publish};
 use crate::tcp::Tcp;
 use crate::udp::Udp;
+
+/// The IPv6 side of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Config {
+    /// The gateway's IPv6 address (containers' default IPv6 route).
+    pub gateway_ip: Ipv6Addr,
+    /// The network's IPv6 subnet address and prefix length.
+    pub subnet: (Ipv6Addr, u8),
+}
+
+impl Ipv6Config {
+    pub(crate) fn in_subnet(&self, ip: Ipv6Addr) -> bool {
+        let (net, len) = self.subnet;
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(len.min(128)))
+        };
+        u128::from(ip) & mask == u128::from(net) & mask
+    }
+}
 
 /// How the gateway translates for one network.
 #[derive(Clone, Debug)]
@@ -50,11 +80,14 @@ pub struct NatConfig {
     pub gateway_mac: [u8; 6],
     /// The network's subnet address and prefix length.
     pub subnet: (Ipv4Addr, u8),
-    /// Link MTU of the network.
+    /// Link MTU of the network (both families; at least 1280 when `ipv6` is set).
     pub mtu: u32,
+    /// The network's IPv6 side, if it has one (None: IPv6 frames are dropped).
+    pub ipv6: Option<Ipv6Config>,
     /// No translation at all: containers reach only each other and the gateway.
     pub internal: bool,
-    /// Connections to the gateway address go to the host's 127.0.0.1.
+    /// Connections to the gateway address go to the host's 127.0.0.1 (to ::1 for the IPv6
+    /// gateway address).
     pub host_loopback: bool,
     /// Most TCP+UDP+ICMP flows at once (default 4096).
     pub max_flows: usize,
@@ -99,6 +132,7 @@ impl NatConfig {
             gateway_mac,
             subnet,
             mtu,
+            ipv6: None,
             internal: false,
             host_loopback: false,
             max_flows: 4096,
@@ -119,6 +153,30 @@ impl NatConfig {
         let (net, len) = self.subnet;
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         u32::from(ip) & mask == u32::from(net) & mask
+    }
+
+    /// Whether `ip` is in the subnet of its family (an IPv6 address never is without `ipv6`).
+    pub(crate) fn in_subnet_ip(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.in_subnet(v4),
+            IpAddr::V6(v6) => self.ipv6.is_some_and(|c| c.in_subnet(v6)),
+        }
+    }
+
+    /// Whether `ip` is a gateway address (of either family).
+    pub(crate) fn is_gateway(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => v4 == self.gateway_ip,
+            IpAddr::V6(v6) => self.ipv6.is_some_and(|c| c.gateway_ip == v6),
+        }
+    }
+
+    /// The gateway address of `ip`'s family (IPv6 without `ipv6`: the unspecified address).
+    pub(crate) fn gateway_for(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(self.gateway_ip),
+            IpAddr::V6(_) => IpAddr::V6(self.ipv6.map_or(Ipv6Addr::UNSPECIFIED, |c| c.gateway_ip)),
+        }
     }
 }
 
@@ -165,7 +223,8 @@ pub struct NatCounters {
     /// or DNS-over-TCP connections).
     pub refused_endpoint_quota: u64,
     /// Packets refused because their destination is the daemon itself or a reserved address
-    /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4).
+    /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4; over IPv6 ::, ::1, multicast,
+    /// link-local, site-local and the IPv4-mapped/compatible/translated forms).
     pub forbidden_destination: u64,
     /// Relayed DNS queries refused because too many were in flight.
     pub dns_refused: u64,
@@ -189,6 +248,10 @@ pub enum NatError {
     /// The network is internal.
     #[error("network is internal: no published ports")]
     Internal,
+    /// The published port cannot be served on this network: its host and container
+    /// addresses differ in family, or it is IPv6 and the network has no IPv6 side.
+    #[error("{0}")]
+    Family(String),
     /// An OS error.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -206,7 +269,7 @@ pub struct Nat {
     dns: DnsServer,
     relay: Relay,
     /// Published host ports and the listener serving each.
-    publishes: HashMap<(SocketAddrV4, Protocol), Handle, foldhash::fast::RandomState>,
+    publishes: HashMap<(SocketAddr, Protocol), Handle, foldhash::fast::RandomState>,
     events: Vec<EpollEvent>,
     last_sweep: Instant,
     clock: fn() -> Instant,
@@ -227,11 +290,7 @@ impl Nat {
     /// When the epoll instance cannot be created.
     pub fn with_clock(cfg: NatConfig, clock: fn() -> Instant) -> io::Result<Self> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let framer = Framer {
-            gateway_mac: cfg.gateway_mac,
-            neighbors: Neighbors::default(),
-            buf: vec![0; switch::vnet::LEN + crate::device::ETH_LEN + 65_536],
-        };
+        let framer = Framer::new(cfg.gateway_mac);
         let now = clock();
         let mut ctx = Ctx::new(cfg, epoll, framer, now);
         let tcp = Tcp::new(&mut ctx);
@@ -254,14 +313,15 @@ impl Nat {
         self.ctx.epoll().0.as_fd()
     }
 
-    /// Records that container `ip` has `mac` (frames to it are addressed there).
-    pub fn set_neighbor(&mut self, ip: Ipv4Addr, mac: [u8; 6]) {
-        self.ctx.framer.neighbors.insert(ip, mac);
+    /// Records that container `ip` (either family) has `mac` (frames to it are addressed
+    /// there).
+    pub fn set_neighbor(&mut self, ip: IpAddr, mac: [u8; 6]) {
+        self.ctx.framer.set_neighbor(ip, mac);
     }
 
     /// Forgets a container address.
-    pub fn forget_neighbor(&mut self, ip: Ipv4Addr) {
-        self.ctx.framer.neighbors.remove(&ip);
+    pub fn forget_neighbor(&mut self, ip: IpAddr) {
+        self.ctx.framer.forget_neighbor(ip);
     }
 
     /// Handles one Ethernet frame (no virtio header) sent to the gateway MAC that the
@@ -271,11 +331,18 @@ impl Nat {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
-        if eth.ethertype() != EthernetProtocol::Ipv4 || eth.dst_addr().0 != self.ctx.cfg.gateway_mac
-        {
+        if eth.dst_addr().0 != self.ctx.cfg.gateway_mac {
             return;
         }
-        let payload = eth.payload();
+        match eth.ethertype() {
+            EthernetProtocol::Ipv4 => self.on_ipv4(eth.payload(), sink),
+            EthernetProtocol::Ipv6 => self.on_ipv6(eth.payload(), sink),
+            _ => {}
+        }
+    }
+
+    /// An IPv4 packet (the rest of the Ethernet frame).
+    fn on_ipv4(&mut self, payload: &[u8], sink: &mut Sink<'_>) {
         let Ok(ip) = Ipv4Packet::new_checked(payload) else {
             return;
         };
@@ -297,7 +364,7 @@ impl Nat {
         if self.ctx.cfg.internal && dst != self.ctx.cfg.gateway_ip {
             self.ctx.counters.internal_drops += 1;
             self.ctx
-                .unreachable(packet, Icmpv4DstUnreachable::CommProhibited, sink);
+                .unreachable(packet, Unreachable::CommProhibited, sink);
             return;
         }
         match ip.next_header() {
@@ -305,6 +372,48 @@ impl Nat {
             IpProtocol::Udp => self.on_udp(packet, sink),
             IpProtocol::Icmp => self.ping.on_packet(&mut self.ctx, packet, sink),
             _ => {}
+        }
+        self.route(sink);
+    }
+
+    /// An IPv6 packet (the rest of the Ethernet frame); dropped when the network has no
+    /// IPv6 side. Extension headers are not walked (see the top of this file).
+    fn on_ipv6(&mut self, payload: &[u8], sink: &mut Sink<'_>) {
+        let Some(v6) = self.ctx.cfg.ipv6 else {
+            return;
+        };
+        let Ok(ip) = Ipv6Packet::new_checked(payload) else {
+            return;
+        };
+        if ip.version() != 6 {
+            return;
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if !v6.in_subnet(src) || src == v6.gateway_ip || v6.in_subnet(dst) && dst != v6.gateway_ip {
+            return;
+        }
+        // new_checked made sure the buffer holds the header and the payload length it claims.
+        let len = ip.header_len() + usize::from(ip.payload_len());
+        let Some(packet) = payload.get(..len) else {
+            return;
+        };
+        let proto = ip.next_header();
+        if !matches!(
+            proto,
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmpv6
+        ) {
+            return;
+        }
+        if self.ctx.cfg.internal && dst != v6.gateway_ip {
+            self.ctx.counters.internal_drops += 1;
+            self.ctx
+                .unreachable(packet, Unreachable::CommProhibited, sink);
+            return;
+        }
+        match proto {
+            IpProtocol::Tcp => self.tcp.on_packet6(&mut self.ctx, packet, sink),
+            IpProtocol::Udp => self.on_udp6(packet, sink),
+            _ => self.ping.on_packet6(&mut self.ctx, packet, sink),
         }
         self.route(sink);
     }
@@ -320,16 +429,32 @@ impl Nat {
         if ip.dst_addr() != self.ctx.cfg.gateway_ip || udp.dst_port() != 53 {
             return self.udp.on_packet(&mut self.ctx, packet, sink);
         }
-        let from = SocketAddrV4::new(ip.src_addr(), udp.src_port());
-        let query = udp.payload();
-        match self
-            .dns
-            .lookup(&self.ctx, IpAddr::V4(*from.ip()), query, None)
-        {
+        let from = SocketAddr::new(ip.src_addr().into(), udp.src_port());
+        self.on_dns_udp(from, udp.payload(), sink);
+    }
+
+    /// UDP over IPv6, as [`Nat::on_udp`].
+    fn on_udp6(&mut self, packet: &[u8], sink: &mut Sink<'_>) {
+        let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+            return;
+        };
+        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+            return;
+        };
+        if !self.ctx.cfg.is_gateway(ip.dst_addr().into()) || udp.dst_port() != 53 {
+            return self.udp.on_packet(&mut self.ctx, packet, sink);
+        }
+        let from = SocketAddr::new(ip.src_addr().into(), udp.src_port());
+        self.on_dns_udp(from, udp.payload(), sink);
+    }
+
+    /// A DNS query over UDP to the gateway (either family) from `from`.
+    fn on_dns_udp(&mut self, from: SocketAddr, query: &[u8], sink: &mut Sink<'_>) {
+        match self.dns.lookup(&self.ctx, from.ip(), query, None) {
             Outcome::Reply(b) => DnsServer::reply_udp(&mut self.ctx, from, b, usize::MAX, sink),
             Outcome::Drop => {}
             Outcome::Forward => {
-                let limit = DnsServer::udp_limit(&self.ctx, query);
+                let limit = DnsServer::udp_limit(&self.ctx, from, query);
                 self.relay
                     .forward(&mut self.ctx, Client::Udp(from), query.to_vec(), limit);
             }
@@ -437,6 +562,19 @@ impl Nat {
         if self.ctx.cfg.internal {
             return Err(NatError::Internal);
         }
+        if p.host().is_ipv4() != p.container_ip.is_ipv4() {
+            return Err(NatError::Family(format!(
+                "{} and container address {} differ in family",
+                p.host(),
+                p.container_ip
+            )));
+        }
+        if p.container_ip.is_ipv6() && self.ctx.cfg.ipv6.is_none() {
+            return Err(NatError::Family(format!(
+                "{}: the network has no IPv6 side",
+                p.host()
+            )));
+        }
         let key = (p.host(), p.mapping.protocol);
         if self.publishes.contains_key(&key) {
             return Err(NatError::AlreadyPublished(format!("{}", p.host())));
@@ -451,7 +589,7 @@ impl Nat {
 
     /// Stops serving a published port (existing connections go on). Returns whether it was
     /// published.
-    pub fn remove_publish(&mut self, host: SocketAddrV4, protocol: Protocol) -> bool {
+    pub fn remove_publish(&mut self, host: SocketAddr, protocol: Protocol) -> bool {
         let Some(h) = self.publishes.remove(&(host, protocol)) else {
             return false;
         };
@@ -463,8 +601,8 @@ impl Nat {
     }
 
     /// Removes every published port leading to `ip` (the container left).
-    pub fn remove_publishes_to(&mut self, ip: Ipv4Addr) {
-        let doomed: Vec<(SocketAddrV4, Protocol)> = self
+    pub fn remove_publishes_to(&mut self, ip: IpAddr) {
+        let doomed: Vec<(SocketAddr, Protocol)> = self
             .publishes
             .iter()
             .filter(|((_, proto), h)| {
@@ -485,6 +623,13 @@ impl Nat {
     /// memory back to the system once much was freed (10,000 closed flows free ~80 MiB).
     pub fn take_released(&mut self) -> usize {
         std::mem::take(&mut self.ctx.budget.released)
+    }
+
+    /// Sends a DNS answer to a UDP querier as the gateway would (tests of the IPv6 reply
+    /// path, which the DNS view cannot reach yet).
+    #[cfg(test)]
+    pub(crate) fn reply_dns_udp(&mut self, to: SocketAddr, msg: Vec<u8>, sink: &mut Sink<'_>) {
+        DnsServer::reply_udp(&mut self.ctx, to, msg, usize::MAX, sink);
     }
 
     #[cfg(test)]

@@ -12,6 +12,12 @@
 //! upstream. `ctx.rs` is what every protocol owner shares (quotas, destination policy, the
 //! packets the gateway writes itself); `flow.rs` the generation-checked flow table.
 //! `device.rs` adapts smoltcp to TAP frames with virtio-net offloads.
+//!
+//! Both families: a network may have an IPv6 side ([`Ipv6Config`]); the NAT then translates
+//! IPv6 TCP, UDP and ICMPv6 echo (NAT66) to host sockets of that family under IPv4's rules,
+//! serves DNS on the gateway's IPv6 address, and carries published ports bound on IPv6
+//! addresses to the container's IPv6 address. The gateway's own NDP and ping6 answers are
+//! `Gateway`'s.
 #![forbid(unsafe_code)]
 
 mod arp;
@@ -31,8 +37,10 @@ mod udp;
 
 pub use device::Sink;
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
-pub use engine::{Nat, NatConfig, NatCounters, NatError, NatStats};
+pub use engine::{Ipv6Config, Nat, NatConfig, NatCounters, NatError, NatStats};
 pub use gateway::{Gateway, GatewayCounters};
 pub use publish::{PortMapping, Protocol, Publish};
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;

@@ -8,22 +8,27 @@
 //! `connect` (EACCES for a broadcast address, say) concerns that destination alone and is
 //! logged at debug. Pings to the gateway are answered by the gateway itself either way.
 //!
+//! IPv6: echo requests (ICMPv6 type 128) leave through unprivileged ICMPv6 sockets
+//! (`SOCK_DGRAM`/`IPPROTO_ICMPV6`, governed by the same sysctl); replies (type 129) come back
+//! with the identifier restored and the checksum computed over the IPv6 pseudo-header.
+//! Echoes to the gateway's IPv6 address are the gateway's (`icmp.rs`), never translated here.
+//!
 //! Limits: flows count against the network's and the endpoint's quota and expire after
 //! `udp_timeout` idle; at most 64 replies are read per wakeup.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
 use nix::sys::epoll::EpollFlags;
 use smoltcp::wire::{
-    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::ctx::{Ctx, Target};
+use crate::ctx::{Ctx, Target, Unreachable};
 use crate::device::Sink;
 use crate::flow::{Handle, Owner, Table};
 use crate::timer::Timers;
@@ -31,9 +36,9 @@ use crate::timer::Timers;
 /// (container address, echo identifier, destination).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct EchoKey {
-    container: Ipv4Addr,
+    container: IpAddr,
     ident: u16,
-    peer: Ipv4Addr,
+    peer: IpAddr,
 }
 
 const READ_BATCH: usize = 64;
@@ -71,10 +76,46 @@ impl Ping {
             return;
         }
         let key = EchoKey {
-            container: ip.src_addr(),
+            container: ip.src_addr().into(),
             ident: icmp.echo_ident(),
-            peer: ip.dst_addr(),
+            peer: ip.dst_addr().into(),
         };
+        self.echo(ctx, key, packet, ip.payload(), sink);
+    }
+
+    /// An ICMPv6 packet from a container (ICMPv6 right after the fixed header) to an
+    /// outside address: echo requests are translated, the rest ignored.
+    pub(crate) fn on_packet6(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
+        let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+            return;
+        };
+        let Ok(icmp) = Icmpv6Packet::new_checked(ip.payload()) else {
+            return;
+        };
+        if icmp.msg_type() != Icmpv6Message::EchoRequest
+            || icmp.msg_code() != 0
+            || ctx.cfg.is_gateway(ip.dst_addr().into())
+        {
+            return;
+        }
+        let key = EchoKey {
+            container: ip.src_addr().into(),
+            ident: icmp.echo_ident(),
+            peer: ip.dst_addr().into(),
+        };
+        self.echo(ctx, key, packet, ip.payload(), sink);
+    }
+
+    /// Sends echo request `message` (the ICMP part of `packet`) on `key`'s flow, opening it
+    /// first if it is new.
+    fn echo(
+        &mut self,
+        ctx: &mut Ctx,
+        key: EchoKey,
+        packet: &[u8],
+        message: &[u8],
+        sink: &mut Sink<'_>,
+    ) {
         let h = match self.keys.get(&key) {
             Some(&h) => h,
             None => match self.open(ctx, key, packet, sink) {
@@ -85,7 +126,7 @@ impl Ping {
         if let Some(f) = self.flows.get_mut(h) {
             f.last = ctx.now;
             // The kernel sets the identifier to the socket's and computes the checksum.
-            let _ = (&f.sock).write(ip.payload());
+            let _ = (&f.sock).write(message);
             ctx.counters.icmp_echoes += 1;
         }
     }
@@ -101,17 +142,18 @@ impl Ping {
             Target::Host(ip) if ip == key.peer => {}
             Target::Host(_) | Target::ClosedGateway => return None,
             Target::Forbidden => {
-                ctx.unreachable(packet, Icmpv4DstUnreachable::HostProhibited, sink);
+                ctx.unreachable(packet, Unreachable::HostProhibited, sink);
                 return None;
             }
         }
-        let ep = IpAddr::V4(key.container);
+        let ep = key.container;
         ctx.admit(ep).ok()?;
-        let sock = match Socket::new(
-            Domain::IPV4,
-            Type::DGRAM.nonblocking().cloexec(),
-            Some(Protocol::ICMPV4),
-        ) {
+        let (domain, proto) = if key.peer.is_ipv4() {
+            (Domain::IPV4, Protocol::ICMPV4)
+        } else {
+            (Domain::IPV6, Protocol::ICMPV6)
+        };
+        let sock = match Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(proto)) {
             Ok(s) => s,
             Err(e) => {
                 ctx.release(ep);
@@ -125,10 +167,10 @@ impl Ping {
                 return None;
             }
         };
-        if let Err(e) = sock.connect(&SocketAddrV4::new(key.peer, 0).into()) {
+        if let Err(e) = sock.connect(&SocketAddr::new(key.peer, 0).into()) {
             ctx.release(ep);
             tracing::debug!("ping: cannot reach {}: {e}", key.peer);
-            ctx.unreachable(packet, Icmpv4DstUnreachable::HostUnreachable, sink);
+            ctx.unreachable(packet, Unreachable::Host, sink);
             return None;
         }
         let h = self.flows.insert(PingFlow {
@@ -166,23 +208,33 @@ impl Ping {
             let Some(reply) = ctx.dgram.get_mut(..n) else {
                 continue;
             };
-            let Ok(mut icmp) = Icmpv4Packet::new_checked(reply) else {
-                continue;
-            };
-            if icmp.msg_type() != Icmpv4Message::EchoReply {
-                continue;
-            }
-            icmp.set_echo_ident(key.ident);
-            icmp.fill_checksum();
-            let ip = Ipv4Repr {
-                src_addr: key.peer,
-                dst_addr: key.container,
-                next_header: IpProtocol::Icmp,
-                payload_len: n,
-                hop_limit: 64,
+            let proto = match (key.container, key.peer) {
+                (IpAddr::V4(_), _) => {
+                    let Ok(mut icmp) = Icmpv4Packet::new_checked(reply) else {
+                        continue;
+                    };
+                    if icmp.msg_type() != Icmpv4Message::EchoReply {
+                        continue;
+                    }
+                    icmp.set_echo_ident(key.ident);
+                    icmp.fill_checksum();
+                    IpProtocol::Icmp
+                }
+                (IpAddr::V6(container), IpAddr::V6(peer)) => {
+                    let Ok(mut icmp) = Icmpv6Packet::new_checked(reply) else {
+                        continue;
+                    };
+                    if icmp.msg_type() != Icmpv6Message::EchoReply {
+                        continue;
+                    }
+                    icmp.set_echo_ident(key.ident);
+                    icmp.fill_checksum(&peer, &container);
+                    IpProtocol::Icmpv6
+                }
+                _ => continue,
             };
             let dgram = std::mem::take(&mut ctx.dgram);
-            ctx.send_ipv4(ip, sink, |buf| {
+            ctx.send_ip(key.peer, key.container, proto, n, sink, |buf| {
                 if let (Some(d), Some(s)) = (buf.get_mut(..n), dgram.get(..n)) {
                     d.copy_from_slice(s);
                 }
@@ -204,7 +256,7 @@ impl Ping {
             let f = flows.remove(h)?;
             ctx.deregister(f.sock.as_fd());
             keys.remove(&f.key);
-            ctx.release(IpAddr::V4(f.key.container));
+            ctx.release(f.key.container);
             ctx.counters.expired += 1;
             None
         });

@@ -11,20 +11,25 @@
 //! container from K (the gateway address for loopback clients); the container's replies to K
 //! leave through the listener socket, so K sees them come from the port it used.
 //!
+//! Both families: an IPv6 flow uses an IPv6 host socket (the destination's family); a
+//! published port bound on an IPv6 address leads to the container's IPv6 address, and
+//! clients that are the host itself appear as the gateway's IPv6 address (see
+//! `Ctx::seen_client`).
+//!
 //! Limits: each flow (either kind) counts against the network's and its endpoint's quota
 //! and is forgotten after `udp_timeout` without traffic in either direction. Datagrams that
 //! do not fit the network's MTU are dropped (no fragmentation); at most 64 datagrams are read
 //! per socket wakeup.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use nix::sys::epoll::EpollFlags;
-use smoltcp::wire::{Icmpv4DstUnreachable, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
 
-use crate::ctx::{Ctx, Target};
+use crate::ctx::{Ctx, Target, Unreachable};
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle, Keys, Owner, Table};
 use crate::publish::Publish;
@@ -44,7 +49,7 @@ struct UdpFlow {
 struct PublishedFlow {
     listener: Handle,
     /// The client's real address (where replies go).
-    client: SocketAddrV4,
+    client: SocketAddr,
     last: Instant,
     /// The deadline booked for it in `published_deadlines` (older entries are stale).
     booked: Instant,
@@ -75,19 +80,31 @@ impl Udp {
         self.flows.len() + self.published.len()
     }
 
-    /// A UDP datagram from a container (a complete IPv4 packet) not meant for the gateway's
-    /// own services.
+    /// A UDP datagram from a container (a complete IPv4 or IPv6 packet, UDP right after the
+    /// fixed IPv6 header) not meant for the gateway's own services.
     pub(crate) fn on_packet(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
-        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
-            return;
+        let ((src, dst), segment): ((IpAddr, IpAddr), &[u8]) = match packet.first().map(|b| b >> 4)
+        {
+            Some(6) => {
+                let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+                    return;
+                };
+                ((ip.src_addr().into(), ip.dst_addr().into()), ip.payload())
+            }
+            _ => {
+                let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+                    return;
+                };
+                ((ip.src_addr().into(), ip.dst_addr().into()), ip.payload())
+            }
         };
-        let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+        let Ok(udp) = UdpPacket::new_checked(segment) else {
             return;
         };
         let payload = udp.payload();
         let key = FlowKey::new(
-            SocketAddr::new(ip.src_addr().into(), udp.src_port()),
-            SocketAddr::new(ip.dst_addr().into(), udp.dst_port()),
+            SocketAddr::new(src, udp.src_port()),
+            SocketAddr::new(dst, udp.dst_port()),
         );
         let now = ctx.now;
         // A reply to a published port's client?
@@ -103,23 +120,28 @@ impl Udp {
             let _ = f.sock.send(payload);
             return;
         }
-        let target = match ctx.target(ip.dst_addr()) {
+        let target = match ctx.target(dst) {
             Target::Host(t) => t,
             Target::ClosedGateway => {
-                ctx.unreachable(packet, Icmpv4DstUnreachable::PortUnreachable, sink);
+                ctx.unreachable(packet, Unreachable::Port, sink);
                 return;
             }
             Target::Forbidden => {
-                ctx.unreachable(packet, Icmpv4DstUnreachable::HostProhibited, sink);
+                ctx.unreachable(packet, Unreachable::HostProhibited, sink);
                 return;
             }
         };
         if ctx.admit(key.endpoint()).is_err() {
-            ctx.unreachable(packet, Icmpv4DstUnreachable::CommProhibited, sink);
+            ctx.unreachable(packet, Unreachable::CommProhibited, sink);
             return;
         }
         let dport = udp.dst_port();
-        let sock = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        let any: IpAddr = if target.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let sock = match UdpSocket::bind((any, 0))
             .and_then(|s| s.connect((target, dport)).map(|()| s))
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
         {
@@ -127,7 +149,7 @@ impl Udp {
             Err(e) => {
                 ctx.release(key.endpoint());
                 tracing::debug!("udp: cannot open a flow to {target}:{dport}: {e}");
-                ctx.unreachable(packet, Icmpv4DstUnreachable::HostUnreachable, sink);
+                ctx.unreachable(packet, Unreachable::Host, sink);
                 return;
             }
         };
@@ -163,9 +185,7 @@ impl Udp {
                 Err(_) => continue, // e.g. ECONNREFUSED from an earlier ICMP error
             };
             f.last = ctx.now;
-            let (SocketAddr::V4(c), SocketAddr::V4(d)) = (f.key.container, f.key.peer) else {
-                return;
-            };
+            let (c, d) = (f.key.container, f.key.peer);
             deliver(ctx, d, c, n, sink);
         }
     }
@@ -221,18 +241,15 @@ impl Udp {
             };
             let publish = l.publish;
             let (n, client) = match l.sock.recv_from(&mut ctx.dgram) {
-                Ok((n, SocketAddr::V4(c))) => (n, c),
-                Ok(_) => continue,
+                Ok(r) => r,
                 Err(_) => return,
             };
-            let src_ip = if client.ip().is_loopback() {
-                ctx.cfg.gateway_ip
-            } else {
-                *client.ip()
-            };
-            let seen = SocketAddrV4::new(src_ip, client.port());
+            let seen = SocketAddr::new(ctx.seen_client(client.ip()), client.port());
             let to = publish.container();
-            let key = FlowKey::new(to.into(), seen.into());
+            if seen.is_ipv4() != to.is_ipv4() {
+                continue;
+            }
+            let key = FlowKey::new(to, seen);
             match self.published.get_mut(&key) {
                 Some(f) => {
                     f.last = ctx.now;
@@ -301,28 +318,29 @@ impl Udp {
 }
 
 /// Sends the first `len` bytes of the context's datagram buffer to a container as UDP
-/// from `from`.
-fn deliver(ctx: &mut Ctx, from: SocketAddrV4, to: SocketAddrV4, len: usize, sink: &mut Sink<'_>) {
+/// from `from` (both of one family).
+fn deliver(ctx: &mut Ctx, from: SocketAddr, to: SocketAddr, len: usize, sink: &mut Sink<'_>) {
     let Ok(udp_len) = u16::try_from(8 + len) else {
         return;
     };
-    let ip = Ipv4Repr {
-        src_addr: *from.ip(),
-        dst_addr: *to.ip(),
-        next_header: IpProtocol::Udp,
-        payload_len: usize::from(udp_len),
-        hop_limit: 64,
-    };
     let dgram = std::mem::take(&mut ctx.dgram);
-    ctx.send_ipv4(ip, sink, |buf| {
-        let mut pkt = UdpPacket::new_unchecked(buf);
-        pkt.set_src_port(from.port());
-        pkt.set_dst_port(to.port());
-        pkt.set_len(udp_len);
-        if let (Some(dst), Some(src)) = (pkt.payload_mut().get_mut(..len), dgram.get(..len)) {
-            dst.copy_from_slice(src);
-        }
-        pkt.fill_checksum(&(*from.ip()).into(), &(*to.ip()).into());
-    });
+    let (src, dst) = (from.ip(), to.ip());
+    ctx.send_ip(
+        src,
+        dst,
+        IpProtocol::Udp,
+        usize::from(udp_len),
+        sink,
+        |buf| {
+            let mut pkt = UdpPacket::new_unchecked(buf);
+            pkt.set_src_port(from.port());
+            pkt.set_dst_port(to.port());
+            pkt.set_len(udp_len);
+            if let (Some(dst), Some(src)) = (pkt.payload_mut().get_mut(..len), dgram.get(..len)) {
+                dst.copy_from_slice(src);
+            }
+            pkt.fill_checksum(&src.into(), &dst.into());
+        },
+    );
     ctx.dgram = dgram;
 }

@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(
             m,
             PortMapping {
-                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_ip: Ipv4Addr::UNSPECIFIED.into(),
                 host_port: 8080,
                 container_port: 80,
                 protocol: Protocol::Tcp
@@ -325,7 +325,7 @@ mod tests {
         let m: PortMapping = "127.0.0.1:5353:53/udp".parse().unwrap();
         assert_eq!(
             (m.host_ip, m.host_port, m.container_port, m.protocol),
-            (Ipv4Addr::LOCALHOST, 5353, 53, Protocol::Udp)
+            (Ipv4Addr::LOCALHOST.into(), 5353, 53, Protocol::Udp)
         );
         assert_eq!(m.to_string(), "127.0.0.1:5353:53/udp");
         assert_eq!(

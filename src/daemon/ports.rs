@@ -2,7 +2,7 @@
 //! host socket here in the control plane (so "port in use" is reported at once and nothing
 //! is half-made), and handing it to the network's data path, which carries the traffic.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 use nat::{Protocol, Publish};
@@ -21,7 +21,7 @@ pub(crate) fn same_host_port(a: &PortMapping, b: &PortMapping) -> bool {
 
 /// Binds the host side of a mapping (non-blocking), with a one-line reason on failure.
 fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
-    let addr = SocketAddrV4::new(m.host_ip, m.host_port);
+    let addr = SocketAddr::new(m.host_ip, m.host_port);
     let what = format!("{addr}/{}", m.protocol);
     let fail = |e: std::io::Error| match e.raw_os_error() {
         Some(libc::EADDRINUSE) => Error::Conflict(format!("host port {what} is already in use")),
@@ -38,7 +38,11 @@ fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
         Protocol::Tcp => Type::STREAM,
         Protocol::Udp => Type::DGRAM,
     };
-    let sock = Socket::new(Domain::IPV4, ty.nonblocking().cloexec(), None).map_err(fail)?;
+    let sock =
+        Socket::new(Domain::for_address(addr), ty.nonblocking().cloexec(), None).map_err(fail)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true).map_err(fail)?;
+    }
     if m.protocol == Protocol::Tcp {
         sock.set_reuse_address(true).map_err(fail)?;
     }
@@ -86,7 +90,7 @@ impl Daemon {
             .ok_or_else(|| Error::Datapath(network.to_string()))?;
         let publish = Publish {
             mapping: m,
-            container_ip: ip,
+            container_ip: ip.into(),
         };
         live.datapath.add_publish(publish, fd).await?;
         tracing::info!(network, %ip, mapping = %m, "port published");
@@ -96,7 +100,7 @@ impl Daemon {
     /// Stops carrying a mapping (its host socket is closed).
     pub(super) async fn unpublish_one(&self, network: &str, m: PortMapping) {
         if let Some(live) = self.live.get(network) {
-            let host = SocketAddrV4::new(m.host_ip, m.host_port);
+            let host = SocketAddr::new(m.host_ip, m.host_port);
             let _ = live.datapath.remove_publish(host, m.protocol).await;
         }
     }

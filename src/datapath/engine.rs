@@ -211,7 +211,7 @@ impl Engine {
                 if res.is_ok() {
                     self.ports.insert(id, File::from(fd));
                     if let PortRole::Container { mac, ipv4 } = role {
-                        self.nat.set_neighbor(ipv4, mac);
+                        self.nat.set_neighbor(ipv4.into(), mac);
                     }
                 }
                 let _ = reply.send(res);
@@ -221,8 +221,8 @@ impl Engine {
                     let _ = epoll.delete(file.as_fd());
                 }
                 if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
-                    self.nat.remove_publishes_to(ipv4);
-                    self.nat.forget_neighbor(ipv4);
+                    self.nat.remove_publishes_to(ipv4.into());
+                    self.nat.forget_neighbor(ipv4.into());
                 }
                 let _ = reply.send(self.net.remove_port(id));
             }

@@ -32,7 +32,7 @@ mod ports;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -84,7 +84,7 @@ pub enum Command {
     /// Stop serving a published port.
     RemovePublish {
         /// Host address and port.
-        host: SocketAddrV4,
+        host: SocketAddr,
         /// Protocol.
         protocol: Protocol,
         /// Whether it was published.
@@ -250,7 +250,7 @@ impl Datapath {
     /// When the thread is gone.
     pub async fn remove_publish(
         &self,
-        host: SocketAddrV4,
+        host: SocketAddr,
         protocol: Protocol,
     ) -> Result<bool, crate::error::Error> {
         self.request(|reply| Command::RemovePublish {

@@ -1,6 +1,9 @@
 //! Published TCP ports: a host listener whose accepted connections become smoltcp
 //! connections into the container, from the real client address (the gateway address for
-//! loopback clients, which a container drops as martian).
+//! loopback clients, which a container drops as martian). IPv6 listeners ([::]:P, bound
+//! V6ONLY by the daemon) lead to the container's IPv6 address; a client that is the host
+//! itself (::1, one of the daemon's addresses, a link-local address) appears as the
+//! gateway's IPv6 address.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
@@ -68,20 +71,19 @@ impl Tcp {
             };
             let publish = l.publish;
             let (stream, peer) = match l.sock.accept() {
-                Ok((s, SocketAddr::V4(p))) => (s, p),
-                Ok(_) => continue,
+                Ok(a) => a,
                 Err(_) => break,
             };
             let refuse = |s: &std::net::TcpStream| {
                 let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
             };
-            let container = SocketAddr::V4(publish.container());
-            let src = if peer.ip().is_loopback() {
-                ctx.cfg.gateway_ip
-            } else {
-                *peer.ip()
-            };
-            let key = FlowKey::new(container, SocketAddr::new(src.into(), peer.port()));
+            let container = publish.container();
+            let src = ctx.seen_client(peer.ip());
+            if src.is_ipv4() != container.is_ipv4() {
+                refuse(&stream);
+                continue;
+            }
+            let key = FlowKey::new(container, SocketAddr::new(src, peer.port()));
             if self.keys.contains_key(&key) || ctx.admit(key.endpoint()).is_err() {
                 refuse(&stream);
                 continue;
@@ -93,8 +95,7 @@ impl Tcp {
                 refuse(&stream);
                 continue;
             };
-            let remote =
-                IpEndpoint::new(publish.container_ip.into(), publish.mapping.container_port);
+            let remote = IpEndpoint::new(container.ip().into(), container.port());
             let local = IpListenEndpoint {
                 addr: Some(src.into()),
                 port: peer.port(),

@@ -1,20 +1,22 @@
 //! Outbound dials: a container's SYN becomes a non-blocking connect from the host; the
 //! container's handshake is held (smoltcp's paused SYN-ACK) until the dial ends, and a
 //! failed dial is answered from the [`Syn`] alone — an RST for a refusal, ICMP unreachable
-//! otherwise.
+//! otherwise. Both families: an IPv6 SYN is dialled from an IPv6 host socket, and its ICMPv6
+//! errors quote the IPv6 header and the segment's first 60 bytes (the whole SYN unless it
+//! carried data; RFC 4443 asks for as much as fits, but a pending dial keeps no more).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 
 use smoltcp::wire::{
-    Icmpv4DstUnreachable, IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl,
+    IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl,
     TcpPacket, TcpRepr, TcpSeqNumber,
 };
 use socket2::{Domain, SockRef, Type};
 
 use super::{Far, HostSide, Phase, Tcp, TcpFlow, buffers};
-use crate::ctx::{Ctx, Target};
+use crate::ctx::{Ctx, IpHeader, Target, Unreachable};
 use crate::device::Sink;
 use crate::flow::{FlowKey, Handle};
 
@@ -22,9 +24,11 @@ use crate::flow::{FlowKey, Handle};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Syn {
     /// The IP header (options dropped), with the original payload length.
-    ip: Ipv4Repr,
-    /// The first 8 bytes of the TCP header, quoted by ICMP errors.
-    head: [u8; 8],
+    ip: IpHeader,
+    /// The first bytes of the segment (up to 60: a whole TCP header), quoted by ICMP errors
+    /// (ICMPv4 quotes 8 of them).
+    head: [u8; 60],
+    head_len: u8,
     src_port: u16,
     dst_port: u16,
     seq: TcpSeqNumber,
@@ -34,21 +38,44 @@ pub(crate) struct Syn {
 }
 
 impl Syn {
-    /// Parses an IPv4 packet carrying TCP; None if either header is malformed.
+    /// Parses an IPv4 or IPv6 packet (no extension headers) carrying TCP; None if a header
+    /// is malformed.
     pub(crate) fn parse(packet: &[u8]) -> Option<Self> {
-        let ip = Ipv4Packet::new_checked(packet).ok()?;
-        let repr = Ipv4Repr::parse(&ip, &smoltcp::phy::ChecksumCapabilities::ignored()).ok()?;
-        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-        let head: [u8; 8] = *ip.payload().first_chunk::<8>()?;
+        let (ip, segment) = match packet.first()? >> 4 {
+            4 => {
+                let ip = Ipv4Packet::new_checked(packet).ok()?;
+                let caps = smoltcp::phy::ChecksumCapabilities::ignored();
+                let repr = Ipv4Repr::parse(&ip, &caps).ok()?;
+                (IpHeader::V4(repr), ip.payload())
+            }
+            6 => {
+                let ip = Ipv6Packet::new_checked(packet).ok()?;
+                let repr = Ipv6Repr::parse(&ip).ok()?;
+                (IpHeader::V6(repr), ip.payload())
+            }
+            _ => return None,
+        };
+        let tcp = TcpPacket::new_checked(segment).ok()?;
+        let n = segment.len().min(60);
+        let mut head = [0u8; 60];
+        head.get_mut(..n)?.copy_from_slice(segment.get(..n)?);
         Some(Self {
-            ip: repr,
+            ip,
             head,
+            head_len: n as u8,
             src_port: tcp.src_port(),
             dst_port: tcp.dst_port(),
             seq: tcp.seq_number(),
             ack: tcp.ack().then(|| tcp.ack_number()),
             seg_len: tcp.payload().len() + usize::from(tcp.syn()) + usize::from(tcp.fin()),
         })
+    }
+}
+
+impl Syn {
+    /// The bytes an ICMP error about this segment quotes after its IP header.
+    pub(crate) fn quoted(&self) -> &[u8] {
+        self.head.get(..usize::from(self.head_len)).unwrap_or(&[])
     }
 }
 
@@ -64,22 +91,15 @@ impl Tcp {
         syn: &Syn,
         sink: &mut Sink<'_>,
     ) -> Option<Handle> {
-        let SocketAddr::V4(peer) = key.peer else {
-            return None;
-        };
-        let target = match ctx.target(*peer.ip()) {
+        let peer = key.peer;
+        let target = match ctx.target(peer.ip()) {
             Target::Host(ip) => ip,
             Target::ClosedGateway => {
                 send_rst(ctx, syn, sink);
                 return None;
             }
             Target::Forbidden => {
-                ctx.unreachable_from(
-                    syn.ip,
-                    &syn.head,
-                    Icmpv4DstUnreachable::HostProhibited,
-                    sink,
-                );
+                ctx.unreachable_from(syn.ip, syn.quoted(), Unreachable::HostProhibited, sink);
                 return None;
             }
         };
@@ -93,7 +113,7 @@ impl Tcp {
             send_rst(ctx, syn, sink);
             return None;
         }
-        let Some(stream) = dial(SocketAddrV4::new(target, peer.port()), ctx, syn, sink) else {
+        let Some(stream) = dial(SocketAddr::new(target, peer.port()), ctx, syn, sink) else {
             ctx.release(ep);
             return None;
         };
@@ -104,7 +124,7 @@ impl Tcp {
         };
         s.pause_synack(true);
         if s.listen(IpListenEndpoint {
-            addr: Some((*peer.ip()).into()),
+            addr: Some(peer.ip().into()),
             port: peer.port(),
         })
         .is_err()
@@ -180,9 +200,9 @@ impl Tcp {
 
 /// Starts a non-blocking connect to `to`; on an immediate failure answers the container and
 /// returns None.
-fn dial(to: SocketAddrV4, ctx: &mut Ctx, syn: &Syn, sink: &mut Sink<'_>) -> Option<TcpStream> {
-    let sock = match socket2::Socket::new(Domain::IPV4, Type::STREAM.nonblocking().cloexec(), None)
-    {
+fn dial(to: SocketAddr, ctx: &mut Ctx, syn: &Syn, sink: &mut Sink<'_>) -> Option<TcpStream> {
+    let domain = Domain::for_address(to);
+    let sock = match socket2::Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None) {
         Ok(s) => s,
         Err(e) => {
             ctx.warn_once(
@@ -214,11 +234,11 @@ pub(super) fn dial_failed(ctx: &mut Ctx, syn: &Syn, e: &io::Error, sink: &mut Si
             tracing::debug!("tcp: dial refused: {e}");
             return;
         }
-        Some(libc::ENETUNREACH) => Icmpv4DstUnreachable::NetUnreachable,
-        _ => Icmpv4DstUnreachable::HostUnreachable,
+        Some(libc::ENETUNREACH) => Unreachable::Net,
+        _ => Unreachable::Host,
     };
     ctx.counters.tcp_unreachable += 1;
-    ctx.unreachable_from(syn.ip, &syn.head, reason, sink);
+    ctx.unreachable_from(syn.ip, syn.quoted(), reason, sink);
     tracing::debug!("tcp: dial failed: {e}");
 }
 
@@ -238,15 +258,8 @@ pub(crate) fn send_rst(ctx: &mut Ctx, seg: &Syn, sink: &mut Sink<'_>) {
         timestamp: None,
         payload: &[],
     };
-    let ip_repr = Ipv4Repr {
-        src_addr: seg.ip.dst_addr,
-        dst_addr: seg.ip.src_addr,
-        next_header: IpProtocol::Tcp,
-        payload_len: repr.buffer_len(),
-        hop_limit: 64,
-    };
-    let (src, dst): (Ipv4Addr, Ipv4Addr) = (ip_repr.src_addr, ip_repr.dst_addr);
-    ctx.send_ipv4(ip_repr, sink, |buf| {
+    let (src, dst) = (seg.ip.dst_addr(), seg.ip.src_addr());
+    ctx.send_ip(src, dst, IpProtocol::Tcp, repr.buffer_len(), sink, |buf| {
         let mut pkt = TcpPacket::new_unchecked(buf);
         let caps = smoltcp::phy::ChecksumCapabilities::default();
         repr.emit(&mut pkt, &src.into(), &dst.into(), &caps);

@@ -16,7 +16,7 @@
 
 use std::io::{self, Write};
 
-use smoltcp::wire::{Ipv4Packet, TcpPacket};
+use smoltcp::wire::{Ipv4Packet, Ipv6Packet, TcpPacket};
 
 use super::{Far, HostSide, Phase, Tcp};
 use crate::ctx::Ctx;
@@ -24,13 +24,15 @@ use crate::device::Sink;
 use crate::flow::Handle;
 
 impl Tcp {
-    /// Tries the direct path for `packet` (parsed by the caller as `ip` and `tcp`) on flow
-    /// `h`; false if the segment must go through smoltcp unchanged (nothing was written).
+    /// Tries the direct path for `packet` (an IP packet of either family whose header is
+    /// `ihl` bytes, parsed by the caller as `tcp` after that) on flow `h`; false if the
+    /// segment must go through smoltcp unchanged (nothing was written).
     pub(super) fn direct(
         &mut self,
         ctx: &mut Ctx,
         h: Handle,
-        ip: &Ipv4Packet<&[u8]>,
+        packet: &[u8],
+        ihl: usize,
         tcp: &TcpPacket<&[u8]>,
         sink: &mut Sink<'_>,
     ) -> bool {
@@ -77,8 +79,8 @@ impl Tcp {
             return false;
         }
         // The segment without the octets the host took: headers, then the rest.
-        let headers = usize::from(ip.header_len()) + usize::from(tcp.header_len());
-        let (Some(head), Some(rest)) = (ip.as_ref().get(..headers), payload.get(n..)) else {
+        let headers = ihl + usize::from(tcp.header_len());
+        let (Some(head), Some(rest)) = (packet.get(..headers), payload.get(n..)) else {
             return true; // unreachable: both lengths were checked when parsing
         };
         let mut buf = std::mem::take(&mut self.rewrite);
@@ -86,11 +88,18 @@ impl Tcp {
         buf.extend_from_slice(head);
         buf.extend_from_slice(rest);
         let total = u16::try_from(buf.len()).unwrap_or(u16::MAX);
-        let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
-        ip.set_total_len(total);
-        ip.fill_checksum();
-        let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
-        tcp.set_seq_number(tcp.seq_number() + n);
+        if buf.first().is_some_and(|b| b >> 4 == 6) {
+            let mut ip = Ipv6Packet::new_unchecked(&mut buf[..]);
+            ip.set_payload_len(total.saturating_sub(40));
+        } else {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.set_total_len(total);
+            ip.fill_checksum();
+        }
+        if let Some(segment) = buf.get_mut(ihl..) {
+            let mut tcp = TcpPacket::new_unchecked(segment);
+            tcp.set_seq_number(tcp.seq_number() + n);
+        }
         flow.last = ctx.now;
         ctx.counters.tcp_direct_bytes += n as u64;
         super::buffers::grow_rx(ctx, sock, 0, &mut flow.rx_rate, n);

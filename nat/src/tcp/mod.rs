@@ -16,6 +16,12 @@
 //! Model, local services (`local.rs`): connections to the gateway's DNS port are served in
 //! the daemon; their length-prefixed messages are handed to the engine.
 //!
+//! Both families: the interface holds the IPv4 gateway address and, on networks with an
+//! IPv6 side, the IPv6 one (each with a default route through it, which is what any_ip
+//! needs to accept segments for far addresses); flows are keyed by their socket addresses,
+//! so the rest does not care which family a flow is. smoltcp derives the MSS from the MTU
+//! per family (MTU − 40 for IPv4, MTU − 60 for IPv6).
+//!
 //! Copying: `recv`/`send` hand us slices of smoltcp's ring buffers, which we `write`/`read`
 //! to/from the host socket directly: one copy per direction and no allocation per packet.
 //! Host sockets are edge-triggered; `host_readable`/`host_writable` remember readiness we
@@ -59,7 +65,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::EpollFlags;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{Socket, State};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, Ipv6Packet, TcpPacket};
 use socket2::SockRef;
 
 pub(crate) use accept::Listener;
@@ -182,10 +188,17 @@ impl Tcp {
         iface.set_any_ip(true);
         let gw = ctx.cfg.gateway_ip;
         let prefix = ctx.cfg.subnet.1;
+        let v6 = ctx.cfg.ipv6;
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(gw), prefix));
+            if let Some(v6) = v6 {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(v6.gateway_ip), v6.subnet.1));
+            }
         });
         let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        if let Some(v6) = v6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(v6.gateway_ip);
+        }
         Self {
             iface,
             strays: SocketSet::new(Vec::new()),
@@ -292,15 +305,45 @@ impl Tcp {
         let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
             return;
         };
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        let ihl = usize::from(ip.header_len());
+        self.on_segment(ctx, packet, (src, dst), ihl, &tcp, sink);
+    }
+
+    /// A TCP packet from a container over IPv6 (a complete packet, TCP right after the fixed
+    /// header, as the engine checked).
+    pub(crate) fn on_packet6(&mut self, ctx: &mut Ctx, packet: &[u8], sink: &mut Sink<'_>) {
+        let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+            return;
+        };
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+            return;
+        };
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        self.on_segment(ctx, packet, (src, dst), ip.header_len(), &tcp, sink);
+    }
+
+    /// A segment of either family: `packet` is the whole IP packet, `ihl` its IP header's
+    /// length, `tcp` the segment after it.
+    #[inline]
+    fn on_segment(
+        &mut self,
+        ctx: &mut Ctx,
+        packet: &[u8],
+        (src, dst): (IpAddr, IpAddr),
+        ihl: usize,
+        tcp: &TcpPacket<&[u8]>,
+        sink: &mut Sink<'_>,
+    ) {
         let key = FlowKey::new(
-            SocketAddr::new(ip.src_addr().into(), tcp.src_port()),
-            SocketAddr::new(ip.dst_addr().into(), tcp.dst_port()),
+            SocketAddr::new(src, tcp.src_port()),
+            SocketAddr::new(dst, tcp.dst_port()),
         );
         if let Some(&h) = self.keys.get(&key) {
             if let Some(f) = self.flows.get_mut(h) {
                 f.last = ctx.now;
             }
-            if !self.direct(ctx, h, &ip, &tcp, sink) {
+            if !self.direct(ctx, h, packet, ihl, tcp, sink) {
                 self.poll_flow(ctx, h, Some(packet), sink);
             }
             self.pump(ctx, h, sink);
@@ -313,7 +356,7 @@ impl Tcp {
         let Some(syn) = Syn::parse(packet) else {
             return;
         };
-        let started = if ip.dst_addr() == ctx.cfg.gateway_ip && tcp.dst_port() == 53 {
+        let started = if ctx.cfg.is_gateway(dst) && tcp.dst_port() == 53 {
             self.open_local(ctx, key, &syn, sink)
         } else {
             self.start_dial(ctx, key, &syn, sink)
