@@ -210,7 +210,7 @@ impl Engine {
                     });
                 if res.is_ok() {
                     self.ports.insert(id, File::from(fd));
-                    if let PortRole::Container { mac, ipv4 } = role {
+                    if let PortRole::Container { mac, ipv4, .. } = role {
                         self.nat.set_neighbor(ipv4, mac);
                     }
                 }
