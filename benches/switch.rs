@@ -1,16 +1,19 @@
-//! Forwarding throughput of one `switch::Network` with a 100k-entry MAC table.
+//! Forwarding throughput of one `switch::Network` with a 100k-entry MAC table (IPv4 frames,
+//! and 64-byte IPv6 frames through the IPv6 source check).
 //!
 //! Each iteration pushes a pre-built ring of frames through `Network::forward` and
 //! copies every forwarded frame into the destination's `MemPort` (a simulated send),
 //! so the reported throughput is frames switched per second on one core.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use etherparse::PacketBuilder;
-use switch::{GATEWAY, Mac, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict};
+use switch::{
+    GATEWAY, Mac, MacAddr, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict,
+};
 
 /// Learned MACs behind the uplinks.
 const LEARNED: u32 = 100_000;
@@ -28,6 +31,20 @@ fn container_mac(id: u32) -> Mac {
 fn container_ip(id: u32) -> [u8; 4] {
     let [_, a, b, c] = id.to_be_bytes();
     [10, a, b, c]
+}
+
+fn container_ip6(id: u32) -> Ipv6Addr {
+    let [_, a, b, c] = id.to_be_bytes();
+    Ipv6Addr::new(
+        0xfd00,
+        0,
+        0,
+        0,
+        0,
+        u16::from(a),
+        0,
+        u16::from_be_bytes([b, c]),
+    )
 }
 
 fn learned_mac(i: u32) -> Mac {
@@ -58,7 +75,18 @@ fn udp_frame(src: Mac, dst: Mac, src_ip: [u8; 4], dst_ip: [u8; 4], size: usize) 
     frame
 }
 
-/// A network of `containers` container ports, the gateway and the uplinks, with
+fn udp6_frame(src: Mac, dst: Mac, src_ip: Ipv6Addr, dst_ip: Ipv6Addr, size: usize) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src, dst)
+        .ipv6(src_ip.octets(), dst_ip.octets(), 64)
+        .udp(40000, 5201);
+    let payload = vec![0xab; size - builder.size(0)];
+    let mut frame = Vec::with_capacity(size);
+    builder.write(&mut frame, &payload).unwrap();
+    assert_eq!(frame.len(), size);
+    frame
+}
+
+/// A network of `containers` dual-stack container ports, the gateway and the uplinks, with
 /// 100k learned MACs, plus one MemPort per port id.
 fn build(containers: u32, frame_size: usize) -> (Network, Vec<MemPort>) {
     let mut config = NetworkConfig::new(GATEWAY_MAC);
@@ -68,6 +96,7 @@ fn build(containers: u32, frame_size: usize) -> (Network, Vec<MemPort>) {
         let role = PortRole::Container {
             mac: container_mac(id),
             ipv4: Ipv4Addr::from(container_ip(id)),
+            ipv6: Some(container_ip6(id)),
         };
         net.add_port(PortId(id), role).unwrap();
     }
@@ -113,6 +142,34 @@ fn unicast_ring(containers: u32, frame_size: usize) -> Vec<(PortId, Vec<u8>)> {
         .collect()
 }
 
+/// As [`unicast_ring`] over IPv6: sources alternate between the leased and the link-local
+/// address, so both IPv6 source checks run.
+fn unicast6_ring(containers: u32, frame_size: usize) -> Vec<(PortId, Vec<u8>)> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    (0..RING)
+        .map(|i| {
+            let src = 1 + rng.below(containers);
+            let (dst, dst_ip) = if i % 2 == 0 {
+                let mut dst = 1 + rng.below(containers);
+                if dst == src {
+                    dst = dst % containers + 1;
+                }
+                (container_mac(dst), container_ip6(dst))
+            } else {
+                let remote = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+                (learned_mac(rng.below(LEARNED)), remote)
+            };
+            let src_ip = if i % 4 < 2 {
+                container_ip6(src)
+            } else {
+                MacAddr(container_mac(src)).link_local_ipv6()
+            };
+            let frame = udp6_frame(container_mac(src), dst, src_ip, dst_ip, frame_size);
+            (PortId(src), frame)
+        })
+        .collect()
+}
+
 /// Forwards every frame of `ring` and copies it to its destination port(s).
 fn switch_ring(net: &mut Network, ports: &mut [MemPort], ring: &[(PortId, Vec<u8>)]) -> u64 {
     let mut sent = 0;
@@ -147,6 +204,15 @@ fn forward(c: &mut Criterion) {
                 b.iter(|| black_box(switch_ring(&mut net, &mut ports, black_box(&ring))))
             });
         }
+    }
+    for containers in [2, 64, 1024] {
+        let (mut net, mut ports) = build(containers, 64);
+        let ring = unicast6_ring(containers, 64);
+        assert_eq!(switch_ring(&mut net, &mut ports, &ring), RING as u64);
+        let id = BenchmarkId::new("64B-ipv6", format!("{containers}ports"));
+        group.bench_function(id, |b| {
+            b.iter(|| black_box(switch_ring(&mut net, &mut ports, black_box(&ring))))
+        });
     }
     group.finish();
 }

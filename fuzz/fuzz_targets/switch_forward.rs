@@ -1,5 +1,5 @@
 //! Arbitrary frames through `switch::Network::forward` from arbitrary ingress ports (the
-//! gateway, three containers, an uplink and a port that is not attached), with icc on or off,
+//! gateway, three containers (two of them dual stack), an uplink and a port that is not attached), with icc on or off,
 //! delivering every verdict to in-memory ports as the data path would. Checks that nothing
 //! panics and that the verdicts keep the switch's promises: never back to the ingress port,
 //! only to attached ports, and with icc off a container's flood reaches only the gateway.
@@ -8,16 +8,28 @@
 //! records of `[port selector][length lo][length hi][frame bytes...]` until the input ends.
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
 use switch::{GATEWAY, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict};
 
 const GW_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 0, 1];
-const CONTAINERS: [(u32, [u8; 6], [u8; 4]); 3] = [
-    (1, [0x02, 0x42, 10, 0, 0, 2], [10, 0, 0, 2]),
-    (2, [0x02, 0x42, 10, 0, 0, 3], [10, 0, 0, 3]),
-    (3, [0x02, 0x42, 10, 0, 0, 4], [10, 0, 0, 4]),
+/// Containers 1 and 2 are dual stack (IPv6 source and Neighbor Discovery checks), 3 is
+/// IPv4 only.
+const CONTAINERS: [(u32, [u8; 6], [u8; 4], Option<Ipv6Addr>); 3] = [
+    (
+        1,
+        [0x02, 0x42, 10, 0, 0, 2],
+        [10, 0, 0, 2],
+        Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
+    ),
+    (
+        2,
+        [0x02, 0x42, 10, 0, 0, 3],
+        [10, 0, 0, 3],
+        Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3)),
+    ),
+    (3, [0x02, 0x42, 10, 0, 0, 4], [10, 0, 0, 4], None),
 ];
 const UPLINK: PortId = PortId(9);
 const NOT_ATTACHED: PortId = PortId(77);
@@ -41,10 +53,11 @@ fuzz_target!(|data: &[u8]| {
     config.icc = icc;
     config.mac_capacity = 64;
     let mut net = Network::new(config);
-    for (id, mac, ip) in CONTAINERS {
+    for (id, mac, ip, ipv6) in CONTAINERS {
         let role = PortRole::Container {
             mac,
             ipv4: Ipv4Addr::from(ip),
+            ipv6,
         };
         net.add_port(PortId(id), role).expect("fresh network");
     }

@@ -1,16 +1,23 @@
 //! The gateway endpoint: dispatches frames to the protocol handlers and counts outcomes.
 //!
+//! IPv4: ARP (`arp.rs`) and ping (`icmp.rs`) for its address. IPv6, only on a dual-stack
+//! network ([`Gateway::with_ipv6`]): Neighbor Discovery (`ndp.rs`) and ping6 (`icmp.rs`) for
+//! its configured address and its MAC-derived link-local address. Everything else returns
+//! `None`, for the NAT to see.
+//!
 //! Rate limit: each container (by source MAC, which the switch's anti-spoofing pins to its
-//! port) gets at most [`RATE`] ARP and ping answers per second, with bursts up to [`BURST`];
-//! requests beyond are dropped and counted, so a flooding container costs the gateway little
-//! and cannot crowd out its neighbours.
+//! port) gets at most [`RATE`] answers per second (ARP, Neighbor Advertisements, pings of
+//! both families, from one bucket), with bursts up to [`BURST`]; requests beyond are dropped
+//! and counted, so a flooding container costs the gateway little and cannot crowd out its
+//! neighbours.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
+use crate::ndp::{self, Gateway6};
 use crate::{arp, icmp};
 
 /// What the gateway did with the frames it was given (in the API as they are here).
@@ -23,11 +30,16 @@ use crate::{arp, icmp};
 pub struct GatewayCounters {
     /// ARP requests for the gateway address that were answered.
     pub arp_replies: u64,
-    /// ICMP echo requests to the gateway that were answered.
+    /// ICMP (IPv4) echo requests to the gateway that were answered.
     pub echo_replies: u64,
+    /// IPv6 Neighbor Solicitations for the gateway's addresses that were answered (DAD probes
+    /// included).
+    pub neighbor_adverts: u64,
+    /// ICMPv6 echo requests to the gateway that were answered.
+    pub echo6_replies: u64,
     /// Frames that produced no reply (not for us, unsupported, malformed or no room).
     pub ignored: u64,
-    /// ARP and ping requests dropped by the per-container rate limit.
+    /// ARP, Neighbor Solicitation and ping requests dropped by the per-container rate limit.
     pub rate_limited: u64,
 }
 
@@ -37,6 +49,15 @@ pub const RATE: u32 = 100;
 pub const BURST: u32 = 200;
 /// Containers tracked at most (the table is cleared when full).
 const TRACKED: usize = 4096;
+
+/// Which kind of answer the gateway wrote.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    Arp,
+    Echo,
+    NeighborAdvert,
+    Echo6,
+}
 
 /// A token bucket.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +87,8 @@ impl Bucket {
 pub struct Gateway {
     ip: Ipv4Addr,
     mac: EthernetAddress,
+    /// The IPv6 side, on a dual-stack network.
+    ip6: Option<Gateway6>,
     counters: GatewayCounters,
     buckets: HashMap<[u8; 6], Bucket, foldhash::fast::RandomState>,
 }
@@ -76,14 +99,37 @@ impl Gateway {
         Self {
             ip,
             mac: EthernetAddress(mac),
+            ip6: None,
             counters: GatewayCounters::default(),
             buckets: HashMap::default(),
         }
     }
 
+    /// Serves a dual-stack network: the gateway also answers Neighbor Discovery and ping6
+    /// for `ip6` and for its link-local address.
+    pub fn with_ipv6(mut self, ip6: Ipv6Addr) -> Self {
+        self.ip6 = Some(Gateway6 {
+            global: ip6,
+            link_local: self.link_local(),
+            mac: self.mac,
+        });
+        self
+    }
+
     /// The gateway's IPv4 address.
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    /// The gateway's IPv6 address, on a dual-stack network.
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.ip6.map(|gw| gw.global)
+    }
+
+    /// The gateway's link-local IPv6 address: `fe80::` + the modified EUI-64 of its MAC
+    /// (answered only on a dual-stack network).
+    pub fn link_local(&self) -> Ipv6Addr {
+        switch::MacAddr(self.mac.0).link_local_ipv6()
     }
 
     /// The gateway's MAC address.
@@ -102,11 +148,22 @@ impl Gateway {
         let reply = EthernetFrame::new_checked(frame)
             .ok()
             .and_then(|eth| match eth.ethertype() {
-                EthernetProtocol::Arp => arp::answer(self.ip, self.mac, &eth, out),
-                EthernetProtocol::Ipv4 => icmp::answer(self.ip, self.mac, &eth, out),
+                EthernetProtocol::Arp => {
+                    arp::answer(self.ip, self.mac, &eth, out).map(|n| (Reply::Arp, n))
+                }
+                EthernetProtocol::Ipv4 => {
+                    icmp::answer(self.ip, self.mac, &eth, out).map(|n| (Reply::Echo, n))
+                }
+                EthernetProtocol::Ipv6 => {
+                    let gw = self.ip6.as_ref()?;
+                    ndp::answer(gw, &eth, out).map(|(answer, n)| match answer {
+                        ndp::Answer::NeighborAdvert => (Reply::NeighborAdvert, n),
+                        ndp::Answer::EchoReply => (Reply::Echo6, n),
+                    })
+                }
                 _ => None,
             });
-        let Some(len) = reply else {
+        let Some((kind, len)) = reply else {
             self.counters.ignored += 1;
             return None;
         };
@@ -114,10 +171,13 @@ impl Gateway {
             self.counters.rate_limited += 1;
             return None;
         }
-        match EthernetFrame::new_checked(&out[..]).map(|e| e.ethertype()) {
-            Ok(EthernetProtocol::Arp) => self.counters.arp_replies += 1,
-            _ => self.counters.echo_replies += 1,
-        }
+        let counter = match kind {
+            Reply::Arp => &mut self.counters.arp_replies,
+            Reply::Echo => &mut self.counters.echo_replies,
+            Reply::NeighborAdvert => &mut self.counters.neighbor_adverts,
+            Reply::Echo6 => &mut self.counters.echo6_replies,
+        };
+        *counter += 1;
         Some(len)
     }
 
@@ -143,6 +203,9 @@ impl Gateway {
         &self.counters
     }
 }
+
+#[cfg(test)]
+mod ipv6_tests;
 
 #[cfg(test)]
 mod tests {

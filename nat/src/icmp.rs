@@ -1,4 +1,4 @@
-//! ICMP echo ("ping") responder for the gateway address.
+//! ICMP echo ("ping") responder for the gateway address, IPv4 and IPv6.
 //!
 //! Purpose: `ping <gateway>` from a container is the first thing users try; it must work.
 //!
@@ -8,22 +8,29 @@
 //! identifier, sequence number and payload, swaps source and destination (MAC and IP),
 //! and uses TTL 64. IPv4 options in the request are accepted and not echoed.
 //!
+//! IPv6 (`ping6`): `ndp.rs` parses the packet (next header ICMPv6, checksum verified) and
+//! hands an echo request sent to the gateway MAC and to the gateway's global or link-local
+//! address here; the reply comes from the address that was pinged, keeps identifier, sequence
+//! number and payload, and uses hop limit 64.
+//!
 //! Limits: the reply must fit in the caller's buffer, otherwise nothing is sent. Answers are
 //! rate limited per container by the gateway (`gateway.rs`).
 //!
 //! Not handled: fragmented requests (no reassembly), any other ICMP type (no
-//! unreachable/time-exceeded generation yet), packets for other addresses (routing/NAT
-//! comes later), broadcast/multicast pings, IPv6/ICMPv6.
+//! unreachable/time-exceeded generation yet), packets for other addresses (the NAT's),
+//! broadcast/multicast pings, IPv6 requests behind extension headers or from `::`.
 
 use std::net::Ipv4Addr;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpProtocol, Ipv4Packet, Ipv4Repr,
+    Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Repr,
 };
 
-/// TTL of replies, as a Linux host would send.
+use crate::ndp;
+
+/// TTL (IPv6: hop limit) of replies, as a Linux host would send.
 const REPLY_TTL: u8 = 64;
 
 /// Builds the echo reply for `eth` into `out` if it is a ping to the gateway; returns the frame length.
@@ -88,4 +95,35 @@ pub(crate) fn answer(
     let mut icmp_out = Icmpv4Packet::new_unchecked(ip_out.payload_mut());
     icmp_reply.emit(&mut icmp_out, &caps);
     Some(len)
+}
+
+/// Builds the echo reply to an ICMPv6 echo request (`ident`, `seq_no`, `data`) that arrived
+/// in `request` from `client`, addressed to one of the gateway's addresses (checked by the
+/// caller); returns the frame length.
+pub(crate) fn echo_reply_v6(
+    gw_mac: EthernetAddress,
+    client: EthernetAddress,
+    request: &Ipv6Repr,
+    ident: u16,
+    seq_no: u16,
+    data: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    if request.src_addr.is_unspecified() || request.src_addr.is_multicast() {
+        return None;
+    }
+    let reply = Icmpv6Repr::EchoReply {
+        ident,
+        seq_no,
+        data,
+    };
+    ndp::emit(
+        gw_mac,
+        client,
+        request.dst_addr,
+        request.src_addr,
+        REPLY_TTL,
+        &reply,
+        out,
+    )
 }

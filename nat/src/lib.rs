@@ -3,7 +3,8 @@
 //!
 //! The switch hands this crate every Ethernet frame addressed to the gateway (unicast to
 //! its MAC, or broadcast/multicast). [`Gateway`] provides the gateway's own services: ARP for
-//! its address (`arp.rs`) and replies to pings sent to it (`icmp.rs`). [`Nat`] translates the
+//! its address (`arp.rs`), Neighbor Discovery for its IPv6 addresses (`ndp.rs`) and replies to
+//! pings and ping6s sent to it (`icmp.rs`). [`Nat`] translates the
 //! rest, replacing iptables MASQUERADE and DNAT without privileges: TCP is terminated in
 //! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
 //! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
@@ -29,6 +30,7 @@ mod engine;
 pub mod flow;
 mod gateway;
 mod icmp;
+mod ndp;
 mod ping;
 mod publish;
 mod tcp;

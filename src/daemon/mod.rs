@@ -384,6 +384,7 @@ impl Daemon {
         let role = PortRole::Container {
             mac: ep.mac.octets(),
             ipv4: ep.ip,
+            ipv6: None,
         };
         live.datapath.attach(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);

@@ -210,8 +210,11 @@ impl Engine {
                     });
                 if res.is_ok() {
                     self.ports.insert(id, File::from(fd));
-                    if let PortRole::Container { mac, ipv4 } = role {
+                    if let PortRole::Container { mac, ipv4, ipv6 } = role {
                         self.nat.set_neighbor(ipv4.into(), mac);
+                        if let Some(ip6) = ipv6 {
+                            self.nat.set_neighbor(ip6.into(), mac);
+                        }
                     }
                 }
                 let _ = reply.send(res);
@@ -220,9 +223,11 @@ impl Engine {
                 if let Some(file) = self.ports.remove(id) {
                     let _ = epoll.delete(file.as_fd());
                 }
-                if let Some(PortRole::Container { ipv4, .. }) = self.net.role(id).copied() {
-                    self.nat.remove_publishes_to(ipv4.into());
-                    self.nat.forget_neighbor(ipv4.into());
+                if let Some(PortRole::Container { ipv4, ipv6, .. }) = self.net.role(id).copied() {
+                    for ip in std::iter::once(ipv4.into()).chain(ipv6.map(Into::into)) {
+                        self.nat.remove_publishes_to(ip);
+                        self.nat.forget_neighbor(ip);
+                    }
                 }
                 let _ = reply.send(self.net.remove_port(id));
             }

@@ -4,11 +4,14 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum DropReason {
-    /// Shorter than an Ethernet header, or a truncated ARP body / IPv4 header.
+    /// Shorter than an Ethernet header, or a truncated ARP body / IPv4 / IPv6 header.
     Runt,
-    /// Ethernet source (or ARP sender hardware address) is not the container's MAC.
+    /// Ethernet source (or ARP sender hardware address, or an IPv6 Neighbor Discovery
+    /// link-layer address option) is not the container's MAC.
     SpoofedMac,
-    /// ARP sender or IPv4 source address is not the container's IPv4 address.
+    /// ARP sender or IPv4 source address is not the container's IPv4 address; or the IPv6
+    /// source is not one of its IPv6 addresses, or a Neighbor Advertisement / DAD probe
+    /// claims an address it does not own (ports with an IPv6 lease).
     SpoofedIp,
     /// An 802.1Q / 802.1ad tagged frame from a container.
     VlanTagged,
@@ -19,7 +22,8 @@ pub enum DropReason {
     /// An IPv6 Router Advertisement or Redirect from a container (RA guard).
     RaGuard,
     /// An IPv6 packet from a container whose header chain cannot be followed to its upper
-    /// layer within the frame (or that is not IPv6 at all).
+    /// layer within the frame (or that is not IPv6 at all); or a malformed or fragmented
+    /// Neighbor Discovery message (ports with an IPv6 lease).
     Malformed,
     /// The ingress port is not attached to the network (not counted on any port).
     UnknownPort,

@@ -16,8 +16,10 @@
 //!   talk to the gateway but not to another container: container-to-container
 //!   unicast is dropped ([`DropReason::Isolation`]) and a container's flood reaches
 //!   only [`GATEWAY`]. The gateway still reaches everyone.
-//! * **Anti-spoofing.** A [`PortRole::Container`] port is bound to one MAC and one
-//!   IPv4 address; frames claiming another identity are dropped.
+//! * **Anti-spoofing.** A [`PortRole::Container`] port is bound to one MAC, one IPv4
+//!   address and (on a dual-stack network) one IPv6 address plus the link-local address
+//!   derived from its MAC; frames claiming another identity are dropped, and so are
+//!   Neighbor Discovery messages claiming another's address or MAC.
 //! * **Bounded, allocation-free forwarding.** [`Network::forward`] and
 //!   [`Network::for_each_flood_target`] never allocate, take no locks, do no I/O and
 //!   read no clock (time is a [`Tick`] passed in). The MAC table is allocated up
@@ -27,7 +29,7 @@
 //!
 //! 1. A frame shorter than an Ethernet header (14 bytes) is dropped as
 //!    [`DropReason::Runt`].
-//! 2. Frames entering on a **Container** port `{mac, ipv4}` are filtered:
+//! 2. Frames entering on a **Container** port `{mac, ipv4, ipv6}` are filtered:
 //!    * the Ethernet source must be `mac` (else [`DropReason::SpoofedMac`]);
 //!    * EtherType 0x8100 / 0x88a8 (802.1Q / 802.1ad) → [`DropReason::VlanTagged`];
 //!    * ARP (0x0806): the sender hardware address must be `mac`
@@ -37,10 +39,23 @@
 //!    * IPv4 (0x0800): the source address must be `ipv4` ([`DropReason::SpoofedIp`]);
 //!      a header shorter than 20 bytes is a [`DropReason::Runt`];
 //!    * IPv6 (0x86dd): RA guard — Router Advertisements and Redirects (ICMPv6 134, 137)
-//!      are dropped ([`DropReason::RaGuard`]), also behind extension headers; a header
-//!      chain that cannot be followed to its upper layer within the frame, or a header
-//!      that is not IPv6, is [`DropReason::Malformed`] (a truncated fixed header is a
-//!      [`DropReason::Runt`]). No IPv6 source check;
+//!      are dropped ([`DropReason::RaGuard`]), also behind extension headers and whatever
+//!      their source; a header chain that cannot be followed to its upper layer within the
+//!      frame, or a header that is not IPv6, is [`DropReason::Malformed`] (a truncated fixed
+//!      header is a [`DropReason::Runt`]). With `ipv6: None` (an IPv4-only network) that is
+//!      all. With `ipv6: Some(addr)`:
+//!      - the source must be `addr`, the link-local address derived from `mac`
+//!        ([`MacAddr::link_local_ipv6`]: `fe80::/64` + modified EUI-64), or `::` for a
+//!        Neighbor Solicitation (DAD, RFC 4862) or an MLD/MLDv2 report (ICMPv6 131, 143;
+//!        RFC 3590) only ([`DropReason::SpoofedIp`]);
+//!      - a Neighbor Advertisement (136) must announce one of those two addresses, and a DAD
+//!        Neighbor Solicitation (from `::`) may only probe one of them
+//!        ([`DropReason::SpoofedIp`]);
+//!      - every Source/Target Link-Layer Address option (types 1, 2) of a Router
+//!        Solicitation, Neighbor Solicitation or Advertisement must carry `mac`
+//!        ([`DropReason::SpoofedMac`]);
+//!      - such an ND message shorter than its fixed part, with an option of length 0 or
+//!        past the IPv6 payload, or in a fragment (RFC 6980) is [`DropReason::Malformed`];
 //!    * every other EtherType: only the MAC check applies.
 //!
 //!    **Gateway** and **Uplink** ports are trusted: no filters.
@@ -48,7 +63,8 @@
 //!    A container's own MAC is pinned to its port when the port is added, so frames
 //!    from containers need no table write; learning never moves a pinned MAC. A full
 //!    table learns nothing new (those destinations flood) until entries age out.
-//! 4. Destination: a group address (I/G bit set: broadcast, multicast) floods. A
+//! 4. Destination: a group address (I/G bit set: broadcast, multicast — IPv6 multicast
+//!    such as 33:33:ff:…, the solicited-node groups NDP uses) floods within the network. A
 //!    known unicast MAC on the ingress port itself is a [`DropReason::Hairpin`]; with
 //!    `icc = false` and both ends Container ports it is a [`DropReason::Isolation`];
 //!    otherwise it is [`Verdict::Unicast`]. An unknown unicast MAC floods.
@@ -60,17 +76,18 @@
 //!
 //! # What it does not do
 //!
-//! The switch does not parse beyond the fixed offsets listed above and the IPv6
-//! header chain: no IPv4 options, checksums or fragments, no IPv6 source checks (no
-//! NDP inspection), no
-//! ARP hardware/protocol type validation, no VLANs (tagged frames from containers
+//! The switch does not parse beyond the fixed offsets listed above, the IPv6 header chain
+//! and the Neighbor Discovery fields named there: no IPv4 options, checksums or fragments,
+//! no ICMPv6 checksum, hop limit or code checks, no ARP hardware/protocol type validation, no VLANs (tagged frames from containers
 //! are dropped, trunk frames pass untouched), no STP. Frames are plain Ethernet
 //! without a virtio-net header; the caller strips it. Frames are never modified.
 #![forbid(unsafe_code)]
 
 mod counters;
+mod guard;
 mod mac;
 mod mac_table;
+mod nd_guard;
 mod network;
 pub mod port;
 mod ra_guard;

@@ -2,6 +2,7 @@
 //! wherever a MAC is shown, parsed or stored (its JSON form is the `02:42:ac:11:00:02` text).
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 /// A 48-bit Ethernet MAC address.
@@ -27,6 +28,23 @@ impl MacAddr {
     /// The raw bytes.
     pub fn octets(&self) -> [u8; 6] {
         self.0
+    }
+
+    /// The IPv6 link-local address a host derives from this MAC (RFC 4291 appendix A):
+    /// `fe80::/64` and the modified EUI-64 interface identifier (the universal/local bit of
+    /// the first octet flipped, `ff:fe` inserted in the middle).
+    pub const fn link_local_ipv6(&self) -> Ipv6Addr {
+        let [a, b, c, d, e, f] = self.0;
+        Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            u16::from_be_bytes([a ^ 0x02, b]),
+            u16::from_be_bytes([c, 0xff]),
+            u16::from_be_bytes([0xfe, d]),
+            u16::from_be_bytes([e, f]),
+        )
     }
 }
 
@@ -90,6 +108,17 @@ mod tests {
         let vendor = MacAddr([0x00, 0x1b, 0x21, 0, 0, 1]);
         assert!(vendor.is_unicast());
         assert!(!vendor.is_locally_administered());
+    }
+
+    #[test]
+    fn link_local_is_modified_eui64() {
+        let mac = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+        let ll: Ipv6Addr = "fe80::42:acff:fe11:2".parse().unwrap();
+        assert_eq!(mac.link_local_ipv6(), ll);
+        // A universally administered MAC gets the U/L bit set instead.
+        let vendor = MacAddr([0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c]);
+        let ll: Ipv6Addr = "fe80::21b:21ff:fe0a:b0c".parse().unwrap();
+        assert_eq!(vendor.link_local_ipv6(), ll);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Ports: what sits behind them ([`PortRole`]) and where frames go ([`Port`]).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::Mac;
 
@@ -12,12 +12,19 @@ pub mod mem;
 pub enum PortRole {
     /// The network's own gateway: trusted, no filters.
     Gateway,
-    /// A container endpoint bound to one MAC and one IPv4 address.
+    /// A container endpoint bound to one MAC, one IPv4 address and, on a dual-stack
+    /// network, one IPv6 address.
     Container {
-        /// The only Ethernet source (and ARP sender hardware address) allowed.
+        /// The only Ethernet source (and ARP sender hardware address, and ND link-layer
+        /// address option) allowed.
         mac: Mac,
         /// The only IPv4 source (and ARP sender protocol address) allowed.
         ipv4: Ipv4Addr,
+        /// The leased IPv6 address. With `Some`, IPv6 sources must be this address or the
+        /// link-local address derived from `mac` (`::` only for DAD and MLD reports), and
+        /// Neighbor Discovery is inspected; with `None` IPv6 gets only the MAC check and the
+        /// RA guard.
+        ipv6: Option<Ipv6Addr>,
     },
     /// A trunk carrying many MACs (later: VXLAN to another host). Learns freely, no anti-spoofing.
     Uplink,

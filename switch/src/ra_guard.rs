@@ -27,17 +27,41 @@ const ICMPV6_ROUTER_ADVERTISEMENT: u8 = 134;
 /// ICMPv6 Redirect.
 const ICMPV6_REDIRECT: u8 = 137;
 
-/// Checks the IPv6 packet (Ethernet payload) of a frame from a container port.
-pub(crate) fn check(packet: &[u8]) -> Result<(), DropReason> {
+/// What the chain walk found: the fields the IPv6 source and Neighbor Discovery guard
+/// (`nd_guard.rs`) reads when the port has an IPv6 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Upper<'a> {
+    /// The IPv6 source address.
+    pub src: [u8; 16],
+    /// The ICMPv6 message, from its type byte to the end of the IPv6 payload (the payload
+    /// length trims trailing bytes when it is nonzero and inside the frame); `None` when the
+    /// upper layer is not ICMPv6 or this is a non-first fragment.
+    pub icmp: Option<&'a [u8]>,
+    /// Whether the chain holds a fragment header.
+    pub fragmented: bool,
+}
+
+/// Checks the IPv6 packet (Ethernet payload) of a frame from a container port; on success
+/// returns what the walk found.
+#[inline]
+pub(crate) fn check(packet: &[u8]) -> Result<Upper<'_>, DropReason> {
     let ip = Ipv6HeaderSlice::from_slice(packet).map_err(|e| match e {
         HeaderSliceError::Len(_) => DropReason::Runt,
         HeaderSliceError::Content(_) => DropReason::Malformed,
     })?;
+    let mut upper = Upper {
+        src: ip.source(),
+        icmp: None,
+        fragmented: false,
+    };
+    let payload_len = usize::from(ip.payload_length());
     let mut rest = packet
         .get(ip.slice().len()..)
         .ok_or(DropReason::Malformed)?;
     let mut next = ip.next_header();
     let mut first = true;
+    // Bytes of the IPv6 payload walked so far (extension headers).
+    let mut offset = 0usize;
     loop {
         let (len, following) = match next {
             IpNumber::IPV6_HEADER_HOP_BY_HOP if !first => return Err(DropReason::Malformed),
@@ -51,8 +75,9 @@ pub(crate) fn check(packet: &[u8]) -> Result<(), DropReason> {
             IpNumber::IPV6_FRAGMENTATION_HEADER => {
                 let h =
                     Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|_| DropReason::Malformed)?;
+                upper.fragmented = true;
                 if h.fragment_offset().value() != 0 {
-                    return Ok(());
+                    return Ok(upper);
                 }
                 (h.slice().len(), h.next_header())
             }
@@ -66,12 +91,20 @@ pub(crate) fn check(packet: &[u8]) -> Result<(), DropReason> {
                     Some(&(ICMPV6_ROUTER_ADVERTISEMENT | ICMPV6_REDIRECT)) => {
                         Err(DropReason::RaGuard)
                     }
-                    Some(_) => Ok(()),
+                    Some(_) => {
+                        let icmp_len = payload_len.saturating_sub(offset);
+                        upper.icmp = Some(match rest.get(..icmp_len) {
+                            Some(trimmed) if payload_len != 0 => trimmed,
+                            _ => rest,
+                        });
+                        Ok(upper)
+                    }
                 };
             }
-            _ => return Ok(()),
+            _ => return Ok(upper),
         };
         rest = rest.get(len..).ok_or(DropReason::Malformed)?;
+        offset += len;
         next = following;
         first = false;
     }
@@ -80,6 +113,11 @@ pub(crate) fn check(packet: &[u8]) -> Result<(), DropReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The guard's decision alone.
+    fn verdict(packet: &[u8]) -> Result<(), DropReason> {
+        check(packet).map(|_| ())
+    }
 
     const SRC: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x42, 0, 0, 0, 0, 0, 0x11];
     const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -116,21 +154,21 @@ mod tests {
 
     #[test]
     fn plain_ra_and_redirect_are_dropped() {
-        assert_eq!(check(&ipv6(58, &icmpv6(134))), Err(DropReason::RaGuard));
-        assert_eq!(check(&ipv6(58, &icmpv6(137))), Err(DropReason::RaGuard));
+        assert_eq!(verdict(&ipv6(58, &icmpv6(134))), Err(DropReason::RaGuard));
+        assert_eq!(verdict(&ipv6(58, &icmpv6(137))), Err(DropReason::RaGuard));
     }
 
     #[test]
     fn other_icmpv6_passes() {
         // Router Solicitation, Neighbour Solicitation/Advertisement, echo request.
         for ty in [133, 135, 136, 128] {
-            assert_eq!(check(&ipv6(58, &icmpv6(ty))), Ok(()), "type {ty}");
+            assert_eq!(verdict(&ipv6(58, &icmpv6(ty))), Ok(()), "type {ty}");
         }
         // UDP and TCP are not inspected.
-        assert_eq!(check(&ipv6(17, &[0; 8])), Ok(()));
-        assert_eq!(check(&ipv6(6, &[0; 20])), Ok(()));
+        assert_eq!(verdict(&ipv6(17, &[0; 8])), Ok(()));
+        assert_eq!(verdict(&ipv6(6, &[0; 20])), Ok(()));
         // No next header.
-        assert_eq!(check(&ipv6(59, &[])), Ok(()));
+        assert_eq!(verdict(&ipv6(59, &[])), Ok(()));
     }
 
     #[test]
@@ -138,7 +176,7 @@ mod tests {
         let mut body = ext(58);
         body.extend(icmpv6(134));
         assert_eq!(
-            check(&ipv6(0, &body)),
+            verdict(&ipv6(0, &body)),
             Err(DropReason::RaGuard),
             "hop-by-hop"
         );
@@ -148,7 +186,7 @@ mod tests {
         body.extend(ext(58));
         body.extend(icmpv6(134));
         assert_eq!(
-            check(&ipv6(0, &body)),
+            verdict(&ipv6(0, &body)),
             Err(DropReason::RaGuard),
             "hop-by-hop, dest options, routing"
         );
@@ -156,7 +194,7 @@ mod tests {
         let mut body = fragment(58, 0, true);
         body.extend(icmpv6(137));
         assert_eq!(
-            check(&ipv6(44, &body)),
+            verdict(&ipv6(44, &body)),
             Err(DropReason::RaGuard),
             "first fragment"
         );
@@ -164,33 +202,33 @@ mod tests {
         // Authentication header: next, payload len (in 4-byte units minus 2), reserved, SPI, seq, ICV.
         let mut body = vec![58, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0];
         body.extend(icmpv6(134));
-        assert_eq!(check(&ipv6(51, &body)), Err(DropReason::RaGuard), "AH");
+        assert_eq!(verdict(&ipv6(51, &body)), Err(DropReason::RaGuard), "AH");
     }
 
     #[test]
     fn a_chain_that_hides_the_upper_layer_is_malformed() {
         // Extension header cut short by the end of the frame.
         let body = &ext(58)[..5];
-        assert_eq!(check(&ipv6(0, body)), Err(DropReason::Malformed));
+        assert_eq!(verdict(&ipv6(0, body)), Err(DropReason::Malformed));
         // A header claiming more length than the frame holds.
         let mut body = ext(58);
         body[1] = 200;
         body.extend(icmpv6(134));
-        assert_eq!(check(&ipv6(60, &body)), Err(DropReason::Malformed));
+        assert_eq!(verdict(&ipv6(60, &body)), Err(DropReason::Malformed));
         // ICMPv6 announced but absent.
-        assert_eq!(check(&ipv6(0, &ext(58))), Err(DropReason::Malformed));
-        assert_eq!(check(&ipv6(58, &[])), Err(DropReason::Malformed));
+        assert_eq!(verdict(&ipv6(0, &ext(58))), Err(DropReason::Malformed));
+        assert_eq!(verdict(&ipv6(58, &[])), Err(DropReason::Malformed));
         // Hop-by-hop not first.
         let mut body = ext(0);
         body.extend(ext(58));
         body.extend(icmpv6(134));
-        assert_eq!(check(&ipv6(60, &body)), Err(DropReason::Malformed));
+        assert_eq!(verdict(&ipv6(60, &body)), Err(DropReason::Malformed));
         // Not version 6.
         let mut p = ipv6(58, &icmpv6(128));
         p[0] = 0x40;
-        assert_eq!(check(&p), Err(DropReason::Malformed));
+        assert_eq!(verdict(&p), Err(DropReason::Malformed));
         // Truncated fixed header.
-        assert_eq!(check(&ipv6(58, &[])[..39]), Err(DropReason::Runt));
+        assert_eq!(verdict(&ipv6(58, &[])[..39]), Err(DropReason::Runt));
     }
 
     #[test]
@@ -198,6 +236,39 @@ mod tests {
         // Its "upper layer" bytes are data; the first fragment carried the header.
         let mut body = fragment(58, 10, false);
         body.extend(icmpv6(134));
-        assert_eq!(check(&ipv6(44, &body)), Ok(()));
+        assert_eq!(verdict(&ipv6(44, &body)), Ok(()));
+    }
+
+    #[test]
+    fn the_walk_reports_source_icmp_and_fragmentation() {
+        let p = ipv6(58, &icmpv6(135));
+        let upper = check(&p).unwrap();
+        assert_eq!(upper.src, SRC);
+        assert_eq!(upper.icmp, Some(&icmpv6(135)[..]));
+        assert!(!upper.fragmented);
+        // Behind a destination options header, and trimmed to the payload length.
+        let mut body = ext(58);
+        body.extend(icmpv6(136));
+        let mut p = ipv6(60, &body);
+        p.extend_from_slice(&[0xee; 6]);
+        assert_eq!(check(&p).unwrap().icmp, Some(&icmpv6(136)[..]));
+        // A payload length of 0 (jumbogram) means "to the end of the frame".
+        p[4..6].copy_from_slice(&[0, 0]);
+        assert_eq!(check(&p).unwrap().icmp.map(<[u8]>::len), Some(16 + 6));
+        // Not ICMPv6: nothing to report.
+        assert_eq!(check(&ipv6(17, &[0; 8])).unwrap().icmp, None);
+        // Fragments.
+        let mut body = fragment(58, 0, true);
+        body.extend(icmpv6(135));
+        let p = ipv6(44, &body);
+        let upper = check(&p).unwrap();
+        assert!(upper.fragmented);
+        assert_eq!(upper.icmp, Some(&icmpv6(135)[..]));
+        let mut body = fragment(58, 10, false);
+        body.extend(icmpv6(135));
+        let p = ipv6(44, &body);
+        let upper = check(&p).unwrap();
+        assert!(upper.fragmented);
+        assert_eq!(upper.icmp, None);
     }
 }

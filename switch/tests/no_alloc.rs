@@ -2,9 +2,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use switch::{GATEWAY, Mac, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict};
+use etherparse::{Icmpv6Type, PacketBuilder};
+use switch::{
+    GATEWAY, Mac, MacAddr, MemPort, Network, NetworkConfig, Port, PortId, PortRole, Verdict,
+};
 use vswitch_switch as switch;
 
 thread_local! {
@@ -62,6 +65,43 @@ fn ipv4_frame(src: Mac, dst: Mac, src_ip: [u8; 4], dst_ip: [u8; 4]) -> Vec<u8> {
     f
 }
 
+fn ip6(id: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, id as u16)
+}
+
+/// IPv6 UDP between link-local addresses.
+fn ipv6_frame(src: Mac, dst: Mac) -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(src, dst)
+        .ipv6(
+            MacAddr(src).link_local_ipv6().octets(),
+            MacAddr(dst).link_local_ipv6().octets(),
+            64,
+        )
+        .udp(1, 2)
+        .write(&mut f, b"x")
+        .unwrap();
+    f
+}
+
+/// A Neighbor Solicitation for `target` from `src` with its source link-layer option.
+fn neighbor_solicitation(src: Mac, src_ip: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&src);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(src, [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(
+            src_ip.octets(),
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1],
+            255,
+        )
+        .icmpv6(Icmpv6Type::NeighborSolicitation)
+        .write(&mut f, &body)
+        .unwrap();
+    f
+}
+
 #[test]
 fn forwarding_and_flooding_never_allocate() {
     const CONTAINERS: u32 = 16;
@@ -76,6 +116,7 @@ fn forwarding_and_flooding_never_allocate() {
         let role = PortRole::Container {
             mac: mac(id),
             ipv4: Ipv4Addr::from(ip(id)),
+            ipv6: (id % 2 == 0).then(|| ip6(id)),
         };
         net.add_port(PortId(id), role).unwrap();
     }
@@ -88,6 +129,9 @@ fn forwarding_and_flooding_never_allocate() {
         frames.push((PortId(id), ipv4_frame(mac(id), mac(peer), ip(id), ip(peer))));
         frames.push((PortId(id), ipv4_frame(mac(id), [0xff; 6], ip(id), [255; 4])));
         frames.push((PortId(id), ipv4_frame(mac(peer), mac(id), ip(id), ip(peer))));
+        frames.push((PortId(id), ipv6_frame(mac(id), mac(peer))));
+        let ns = neighbor_solicitation(mac(id), ip6(id), ip6(peer));
+        frames.push((PortId(id), ns));
     }
     let mut from_uplink = ipv4_frame(mac(0x10_0000), mac(1), [192, 0, 2, 1], ip(1));
 
@@ -134,4 +178,13 @@ fn forwarding_and_flooding_never_allocate() {
     assert!(delivered > 20_000);
     assert!(ports[GATEWAY.0 as usize].sent() > 0);
     assert!(net.mac_table().len() <= 512);
+    // The IPv6 frames went through the IPv6 checks (on the dual-stack ports) and passed.
+    let spoofed: u64 = (1..=CONTAINERS)
+        .map(|id| {
+            net.counters(PortId(id))
+                .unwrap()
+                .dropped(switch::DropReason::SpoofedIp)
+        })
+        .sum();
+    assert_eq!(spoofed, 0, "every IPv6 frame was legitimate");
 }
