@@ -438,6 +438,48 @@ fn a_dial_through_host_loopback_carries_data_and_fin_both_ways() {
     assert_eq!(net.nat.stats().counters.tcp_opened, 1);
 }
 
+/// Far side → container in bulk: smoltcp hands the framer segments larger than the MTU
+/// (segmentation offload, GSO_TCPV6 for the TAP). Regression: smoltcp's IPv6 path dropped
+/// every packet above the MTU, so a download stalled after its first segment.
+#[test]
+fn a_bulk_download_over_ipv6_leaves_in_segments_larger_than_the_mtu() {
+    let host = TcpListener::bind("[::1]:0").expect("listener on ::1");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    let mut c = Client::new(42001, (GW, port));
+    c.handshake(&mut net);
+    let (mut server, _) = host.accept().expect("dialled");
+    let bulk = vec![7u8; 96 * 1024];
+    server.write_all(&bulk).expect("bulk from the host");
+    // Acknowledge in order as segments arrive, like a receiving kernel.
+    let (start, mut data, mut largest) = (c.ack, Vec::new(), 0);
+    let end = Instant::now() + Duration::from_secs(5);
+    while data.len() < bulk.len() && Instant::now() < end {
+        net.frames.clear();
+        net.poll();
+        for s in c.mine(&net.segments()) {
+            if s.seq == start.wrapping_add(data.len() as u32) && !s.payload.is_empty() {
+                largest = largest.max(s.payload.len());
+                data.extend_from_slice(&s.payload);
+            }
+        }
+        c.ack = start.wrapping_add(data.len() as u32);
+        net.send(&c.pkt(TcpControl::None, true, &[]));
+        std::thread::sleep(Duration::from_micros(200));
+        NOW_US.with(|n| n.set(n.get() + 1000));
+    }
+    assert_eq!(
+        data.len(),
+        bulk.len(),
+        "the whole download reaches the container"
+    );
+    assert!(
+        largest > 1440,
+        "segments of at most {largest} bytes: no segmentation offload"
+    );
+    assert_eq!(data, bulk);
+}
+
 #[test]
 fn a_refused_dial_gets_an_rst() {
     let gone = TcpListener::bind("[::1]:0").expect("listener");
