@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -129,12 +129,19 @@ pub enum NetworkCmd {
 /// `network create` flags.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
-    /// Subnet in CIDR form [default: next free of 172.17-31.0.0/16, 192.168.N.0/20].
-    #[arg(long, value_name = "CIDR")]
-    pub subnet: Option<String>,
-    /// Gateway address [default: first address of the subnet].
-    #[arg(long, value_name = "IP")]
-    pub gateway: Option<Ipv4Addr>,
+    /// Subnet in CIDR form, IPv4 [default: next free of 172.17-31.0.0/16, 192.168.N.0/20]
+    /// or, with --ipv6, IPv6 [default: a unique-local fdXX:XXXX:XXXX::/64]. Give it once per
+    /// family.
+    #[arg(long = "subnet", value_name = "CIDR")]
+    pub subnets: Vec<String>,
+    /// Gateway address, one per family, inside the subnet of its family [default: the
+    /// subnet's first address].
+    #[arg(long = "gateway", value_name = "IP")]
+    pub gateways: Vec<IpAddr>,
+    /// Dual stack: the network also gets an IPv6 subnet, and each container an IPv6
+    /// address and default route next to its IPv4 ones.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Allocate container addresses from this sub-range only.
     #[arg(long, value_name = "CIDR")]
     pub ip_range: Option<String>,
@@ -165,6 +172,9 @@ pub struct ConnectArgs {
     /// Static address [default: next free address].
     #[arg(long, value_name = "IP")]
     pub ip: Option<Ipv4Addr>,
+    /// Static IPv6 address on a dual-stack network [default: next free address].
+    #[arg(long, value_name = "IPV6")]
+    pub ip6: Option<Ipv6Addr>,
     /// MAC address [default: 02:42 + the IPv4 address].
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
@@ -190,6 +200,9 @@ pub struct RunArgs {
     /// Static address on the first network.
     #[arg(long, value_name = "IP")]
     pub ip: Option<Ipv4Addr>,
+    /// Static IPv6 address on the first network (dual-stack).
+    #[arg(long, value_name = "IPV6")]
+    pub ip6: Option<Ipv6Addr>,
     /// Publish a port on the first network: `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -223,14 +236,12 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                     }
                 }
             }
-            let req = NetworkCreate {
-                name: a.name,
-                subnet: a.subnet,
-                gateway: a.gateway,
-                ip_range: a.ip_range,
-                internal: a.internal,
-                options,
-                mtu: a.mtu,
+            let req = match create_request(a, options) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
             };
             match client.post("/networks/create", &req).await {
                 Ok(body) => {
@@ -284,6 +295,7 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                 container: a.netns,
                 name: a.name,
                 ip: a.ip,
+                ip6: a.ip6,
                 mac: a.mac,
                 publish: a.publish,
                 aliases: a.aliases,
@@ -296,8 +308,13 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                     if let Ok(ep) =
                         serde_json::from_slice::<crate::api::types::EndpointInspect>(&body)
                     {
+                        let v6 = if ep.ipv6_address.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", ep.ipv6_address)
+                        };
                         println!(
-                            "{} {} {} {}",
+                            "{} {} {} {}{v6}",
                             ep.name, ep.interface, ep.ipv4_address, ep.mac_address
                         );
                     }
@@ -317,6 +334,49 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
             }
         }
     }
+}
+
+/// The create body from the flags: `--subnet` and `--gateway` sorted by family, at most
+/// one of each per family.
+fn create_request(
+    a: CreateArgs,
+    options: BTreeMap<String, String>,
+) -> Result<NetworkCreate, String> {
+    let (mut subnet, mut subnet6) = (None, None);
+    for s in a.subnets {
+        let slot = if s.contains(':') {
+            &mut subnet6
+        } else {
+            &mut subnet
+        };
+        if let Some(first) = slot.replace(s.clone()) {
+            return Err(format!(
+                "--subnet {s}: a network has one subnet per family, {first} is already given"
+            ));
+        }
+    }
+    let (mut gateway, mut gateway6) = (None, None);
+    for g in a.gateways {
+        let dup = match g {
+            IpAddr::V4(v4) => gateway.replace(v4).is_some(),
+            IpAddr::V6(v6) => gateway6.replace(v6).is_some(),
+        };
+        if dup {
+            return Err(format!("--gateway {g}: one gateway per family"));
+        }
+    }
+    Ok(NetworkCreate {
+        name: a.name,
+        subnet,
+        gateway,
+        ip_range: a.ip_range,
+        internal: a.internal,
+        options,
+        mtu: a.mtu,
+        enable_ipv6: a.ipv6,
+        subnet6,
+        gateway6,
+    })
 }
 
 /// `docker network ls`-style table: Go tabwriter(minwidth 10, padding 3) equivalent.

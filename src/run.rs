@@ -53,6 +53,7 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
             container: format!("/proc/{pid}/ns/net"),
             name: Some(name.clone()),
             ip: if i == 0 { args.ip } else { None },
+            ip6: if i == 0 { args.ip6 } else { None },
             mac: None,
             publish: if i == 0 {
                 args.publish.clone()
@@ -64,13 +65,11 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
         match client.post(&format!("/networks/{net}/connect"), &req).await {
             Ok(body) => {
                 if let Ok(ep) = serde_json::from_slice::<EndpointInspect>(&body) {
-                    addresses.push(
-                        ep.ipv4_address
-                            .split('/')
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
+                    for a in [&ep.ipv4_address, &ep.ipv6_address] {
+                        if let Some(ip) = a.split('/').next().filter(|ip| !ip.is_empty()) {
+                            addresses.push(ip.to_string());
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -119,19 +118,24 @@ async fn wait_forwarding_signals(child: FreshChild) -> std::io::Result<std::proc
     }
 }
 
-/// The command's resolv.conf (the first network's gateway answers DNS), hosts (its own name
-/// on each address) and hostname.
+/// The command's resolv.conf (the first network's gateway answers DNS, on each of its
+/// addresses: IPv4 first, then IPv6 on a dual-stack network), hosts (its own name on each
+/// address) and hostname.
 async fn setup(client: &Client, first: &str, name: &str, addresses: &[String]) -> Setup {
-    let gateway = client
+    let gateways: Vec<String> = client
         .get::<NetworkInspect>(&format!("/networks/{first}"))
         .await
-        .ok()
-        .and_then(|n| n.ipam.config.first().map(|c| c.gateway.clone()));
-    let resolv_conf = match gateway {
-        Some(gw) => format!(
-            "# written by vswitchctl run: the gateway of {first} answers DNS\nnameserver {gw}\noptions ndots:0\n"
-        ),
-        None => String::new(),
+        .map(|n| n.ipam.config.into_iter().map(|c| c.gateway).collect())
+        .unwrap_or_default();
+    let resolv_conf = if gateways.is_empty() {
+        String::new()
+    } else {
+        let mut r = format!("# written by vswitchctl run: the gateway of {first} answers DNS\n");
+        for gw in &gateways {
+            r.push_str(&format!("nameserver {gw}\n"));
+        }
+        r.push_str("options ndots:0\n");
+        r
     };
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");

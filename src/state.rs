@@ -9,10 +9,10 @@
 //! (names, subnets, gateways, MTUs, leases, MACs, published ports). Loading never writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipam::{AddressPool, MacAddr, SubnetConfig};
+use ipam::{AddressPool, AddressPool6, MacAddr, Subnet6Config, SubnetConfig};
 use netns_helper::NsId;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -56,6 +56,9 @@ pub struct NetworkState {
     pub created: String,
     /// Subnet, gateway, range and the leases.
     pub pool: AddressPool,
+    /// The IPv6 subnet, gateway and leases of a dual-stack network (`--ipv6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6: Option<AddressPool6>,
     /// No NAT in either direction.
     pub internal: bool,
     /// Inter-container communication allowed.
@@ -86,6 +89,9 @@ pub struct EndpointState {
     pub ifname: String,
     /// Leased address.
     pub ip: Ipv4Addr,
+    /// Leased IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// MAC address.
     pub mac: MacAddr,
     /// Published ports.
@@ -199,6 +205,7 @@ impl State {
             ));
         }
         let mut subnets: Vec<(&str, ipam::Ipv4Net)> = Vec::new();
+        let mut subnets6: Vec<(&str, ipam::Ipv6Net)> = Vec::new();
         let mut ids = BTreeSet::new();
         let mut host_ports: Vec<(&str, &str, &PortMapping)> = Vec::new();
         for (key, net) in &self.networks {
@@ -226,7 +233,30 @@ impl State {
                 )));
             }
             subnets.push((n, checked.subnet));
-            net.validate_endpoints(checked, &mut host_ports)
+            let checked6 = match &net.pool6 {
+                None => None,
+                Some(p) => {
+                    let c = p.config();
+                    let c = Subnet6Config::new(c.subnet, Some(c.gateway)).map_err(|e| at(&e))?;
+                    if let Some((other, s)) =
+                        subnets6.iter().find(|(_, s)| ipam::overlaps6(s, &c.subnet))
+                    {
+                        return Err(at(&format!(
+                            "subnet {} overlaps subnet {s} of network {other:?}",
+                            c.subnet
+                        )));
+                    }
+                    if net.mtu < 1280 {
+                        return Err(at(&format!(
+                            "MTU {} is below 1280, the IPv6 minimum",
+                            net.mtu
+                        )));
+                    }
+                    subnets6.push((n, c.subnet));
+                    Some(c)
+                }
+            };
+            net.validate_endpoints(checked, checked6, &mut host_ports)
                 .map_err(|e| at(&e))?;
         }
         Ok(())
@@ -234,15 +264,25 @@ impl State {
 }
 
 impl NetworkState {
+    /// Gives back the addresses (both families) `ep` leased.
+    pub fn release(&mut self, ep: &EndpointState) {
+        self.pool.release(ep.ip);
+        if let (Some(pool6), Some(ip6)) = (&mut self.pool6, ep.ip6) {
+            pool6.release(ip6);
+        }
+    }
+
     /// Endpoints and leases: each endpoint valid and holding exactly its own lease (replayed
     /// through the same reservation the API uses for `--ip`), no lease without an endpoint,
     /// unique names and MACs, no host port published twice.
     fn validate_endpoints<'a>(
         &'a self,
         config: SubnetConfig,
+        config6: Option<Subnet6Config>,
         host_ports: &mut Vec<(&'a str, &'a str, &'a PortMapping)>,
     ) -> Result<(), String> {
         let mut replay = AddressPool::new(config);
+        let mut replay6 = config6.map(AddressPool6::new);
         let mut names = BTreeSet::new();
         let mut macs = HashMap::new();
         for (key, ep) in &self.endpoints {
@@ -277,6 +317,22 @@ impl NetworkState {
             if self.pool.owner(ep.ip) != Some(ep.id.as_str()) {
                 return Err(at(&format!("address {} has no lease of its own", ep.ip)));
             }
+            match (&mut replay6, ep.ip6) {
+                (None, None) => {}
+                (None, Some(ip6)) => {
+                    return Err(at(&format!(
+                        "has IPv6 address {ip6} on a network without IPv6"
+                    )));
+                }
+                (Some(_), None) => return Err(at(&"has no IPv6 address on a dual-stack network")),
+                (Some(r), Some(ip6)) => {
+                    r.reserve(ip6, &ep.id).map_err(|x| at(&x))?;
+                    let own = self.pool6.as_ref().and_then(|p| p.owner(ip6));
+                    if own != Some(ep.id.as_str()) {
+                        return Err(at(&format!("address {ip6} has no lease of its own")));
+                    }
+                }
+            }
             for m in &ep.ports {
                 if self.internal {
                     return Err(at(&format!("publishes {m} on an internal network")));
@@ -299,6 +355,13 @@ impl NetworkState {
             .pool
             .leases()
             .find(|(ip, owner)| replay.owner(*ip) != Some(*owner))
+        {
+            return Err(format!(
+                "lease of {ip} belongs to {owner:?}, which is no endpoint of this network"
+            ));
+        }
+        if let (Some(pool6), Some(r)) = (&self.pool6, &replay6)
+            && let Some((ip, owner)) = pool6.leases().find(|(ip, o)| r.owner(*ip) != Some(*o))
         {
             return Err(format!(
                 "lease of {ip} belongs to {owner:?}, which is no endpoint of this network"
@@ -530,6 +593,48 @@ mod tests {
         w["networks"]["net1"]["endpoints"][&ep_b]["ports"] =
             v["networks"]["net1"]["endpoints"][EP_A]["ports"].clone();
         refused(&w, "also published");
+    }
+
+    /// `good()` made dual stack: fd00:7::/64, the endpoint on fd00:7::2.
+    fn good6() -> serde_json::Value {
+        let mut v = good();
+        v["networks"]["net1"]["pool6"] = serde_json::json!({
+            "config": {"subnet": "fd00:7::/64", "gateway": "fd00:7::1"},
+            "leases": {"fd00:7::2": EP_A}
+        });
+        v["networks"]["net1"]["endpoints"][EP_A]["ip6"] = "fd00:7::2".into();
+        v
+    }
+
+    #[test]
+    fn dual_stack_state_is_checked_like_the_api() {
+        let s = parse(&good6()).unwrap();
+        let again = State::parse(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(
+            again.networks["net1"].endpoints[EP_A].ip6,
+            Some("fd00:7::2".parse().unwrap())
+        );
+        let mut v = good6();
+        v["networks"]["net1"]["endpoints"][EP_A]
+            .as_object_mut()
+            .unwrap()
+            .remove("ip6");
+        refused(&v, "has no IPv6 address on a dual-stack network");
+        let mut v = good6();
+        v["networks"]["net1"]["endpoints"][EP_A]["ip6"] = "fd00:8::2".into();
+        refused(&v, "outside subnet");
+        let mut v = good6();
+        v["networks"]["net1"]["pool6"]["config"]["subnet"] = "fe80::/64".into();
+        refused(&v, "reserved range");
+        let mut v = good6();
+        v["networks"]["net1"]["mtu"] = 1200.into();
+        refused(&v, "below 1280");
+        let mut v = good6();
+        v["networks"]["net1"]["pool6"]["leases"]["fd00:7::9"] = EP_A.into();
+        refused(&v, "lease of fd00:7::9");
+        let mut v = good();
+        v["networks"]["net1"]["endpoints"][EP_A]["ip6"] = "fd00:7::2".into();
+        refused(&v, "on a network without IPv6");
     }
 
     #[test]

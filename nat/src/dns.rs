@@ -26,7 +26,7 @@
 //! query (this is a service, not the switching path).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -151,13 +151,14 @@ pub enum DnsView {
     /// The container at this address resolves the names of these zones (one per network it
     /// is attached to), replacing what it resolved before.
     Querier {
-        /// The container's address on this network.
-        ip: Ipv4Addr,
+        /// The container's address on this network (each family's address is its own
+        /// querier, with the same zones).
+        ip: IpAddr,
         /// The zones of its networks.
         zones: Arc<[Arc<RwLock<Zone>>]>,
     },
     /// The container at this address is gone: it resolves nothing.
-    Forget(Ipv4Addr),
+    Forget(IpAddr),
 }
 
 /// Upstream resolvers and timing.
@@ -193,6 +194,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Ask<'a> {
     pub zone: Option<&'a dyn Names>,
     pub gateway: Ipv4Addr,
+    /// The gateway's IPv6 address on a dual-stack network.
+    pub gateway6: Option<Ipv6Addr>,
     pub host_alias: bool,
     pub internal: bool,
     /// Largest reply allowed by the transport (UDP: 512 or EDNS0; TCP: 65535).
@@ -217,6 +220,7 @@ pub fn answer_query(zone: &Zone, gateway: Ipv4Addr, query: &[u8], tcp: bool) -> 
     let ask = Ask {
         zone: Some(zone),
         gateway,
+        gateway6: None,
         host_alias: true,
         internal: false,
         transport_limit: tcp.then_some(65_535),
@@ -296,7 +300,11 @@ pub(crate) fn answer(ask: &Ask<'_>, query: &[u8]) -> Outcome {
         return finish(resp, limit);
     }
     let local: Option<Vec<IpAddr>> = if ask.host_alias && name == HOST_NAME {
-        Some(vec![IpAddr::V4(ask.gateway)])
+        Some(
+            std::iter::once(IpAddr::V4(ask.gateway))
+                .chain(ask.gateway6.map(IpAddr::V6))
+                .collect(),
+        )
     } else {
         ask.zone.and_then(|z| z.addrs(name))
     };
@@ -404,7 +412,7 @@ fn udp_cap(mtu: u32) -> usize {
 #[derive(Default)]
 pub(crate) struct DnsServer {
     /// Querier address → the zones of its networks.
-    queriers: HashMap<Ipv4Addr, Arc<[Arc<RwLock<Zone>>]>>,
+    queriers: HashMap<IpAddr, Arc<[Arc<RwLock<Zone>>]>>,
     rotate: usize,
 }
 
@@ -431,12 +439,10 @@ impl DnsServer {
         transport_limit: Option<usize>,
     ) -> Outcome {
         self.rotate = self.rotate.wrapping_add(1);
-        let IpAddr::V4(v4) = querier else {
-            return Outcome::Drop;
-        };
         let ask = Ask {
-            zone: self.queriers.get(&v4).map(|z| z as &dyn Names),
+            zone: self.queriers.get(&querier).map(|z| z as &dyn Names),
             gateway: ctx.cfg.gateway_ip,
+            gateway6: ctx.cfg.ipv6.map(|v6| v6.gateway_ip),
             host_alias: ctx.cfg.host_loopback,
             internal: ctx.cfg.internal,
             transport_limit,
@@ -524,6 +530,7 @@ mod tests {
         Ask {
             zone: Some(z),
             gateway: Ipv4Addr::new(10, 0, 0, 1),
+            gateway6: None,
             host_alias: false,
             internal,
             transport_limit: None,
@@ -661,6 +668,34 @@ mod tests {
         a.host_alias = true;
         let m = reply(answer(&a, &query("host.vswitch.internal.", RecordType::A)));
         assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 0, 0, 1)]);
+        a.gateway6 = Some("fd00::1".parse().unwrap());
+        let m = reply(answer(
+            &a,
+            &query("host.vswitch.internal.", RecordType::AAAA),
+        ));
+        let aaaa: Vec<RData> = m.answers.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(aaaa, vec![RData::AAAA(AAAA("fd00::1".parse().unwrap()))]);
+    }
+
+    #[test]
+    fn dual_stack_names_answer_aaaa_and_ip6_arpa_ptr() {
+        let mut z = zone();
+        let web6: Ipv6Addr = "fd00:60::2".parse().unwrap();
+        z.add("web", web6);
+        let a = ask(&z, false);
+        let m = reply(answer(&a, &query("web.", RecordType::AAAA)));
+        let got: Vec<RData> = m.answers.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(got, vec![RData::AAAA(AAAA(web6))]);
+        let m = reply(answer(&a, &query("web.", RecordType::A)));
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        // A name with only an IPv4 address has no AAAA data (NOERROR, empty), not NXDOMAIN.
+        let m = reply(answer(&a, &query("db.", RecordType::AAAA)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        let arpa = format!("2{}.6.0.0.0.0.d.f.ip6.arpa.", ".0".repeat(24));
+        let m = reply(answer(&a, &query(&arpa, RecordType::PTR)));
+        let names: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(names, vec!["web.".to_string()]);
     }
 
     #[test]
@@ -718,7 +753,7 @@ mod tests {
         b.write().unwrap().add("shared", Ipv4Addr::new(10, 1, 0, 9));
         b.write().unwrap().add("other", Ipv4Addr::new(10, 1, 0, 9));
         let mut server = DnsServer::default();
-        let q = Ipv4Addr::new(10, 0, 0, 3);
+        let q = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
         server.set_view(DnsView::Querier {
             ip: q,
             zones: vec![a.clone(), b.clone()].into(),

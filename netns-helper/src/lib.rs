@@ -21,7 +21,7 @@ pub mod netlink;
 pub mod ns;
 pub mod tap;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -74,8 +74,22 @@ pub struct AttachSpec {
     pub prefix_len: u8,
     /// The network's gateway, used for the default route.
     pub gateway: Ipv4Addr,
+    /// The IPv6 side on a dual-stack network.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Spec>,
     /// The link MTU.
     pub mtu: u32,
+}
+
+/// A container's IPv6 configuration: address, prefix and the gateway of its default route.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Ipv6Spec {
+    /// The container's IPv6 address.
+    pub ip: Ipv6Addr,
+    /// Prefix length of the network's IPv6 subnet.
+    pub prefix_len: u8,
+    /// The network's IPv6 gateway.
+    pub gateway: Ipv6Addr,
 }
 
 /// The helper's answer.
@@ -257,7 +271,12 @@ fn configure(nl: &netlink::Netlink, ifname: &str, spec: &AttachSpec) -> Result<b
         .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))?;
     nl.set_link_up(index, Some(spec.mac), Some(spec.mtu))?;
     nl.add_address(index, spec.ip, spec.prefix_len)?;
-    nl.add_default_route(index, spec.gateway)
+    let default_route = nl.add_default_route(index, spec.gateway)?;
+    if let Some(v6) = &spec.ipv6 {
+        nl.add_address6(index, v6.ip, v6.prefix_len)?;
+        nl.add_default_route6(index, v6.gateway)?;
+    }
+    Ok(default_route)
 }
 
 fn first_free_name(nl: &netlink::Netlink, netns: &Path) -> Result<String, HelperError> {

@@ -3,12 +3,13 @@
 //! no tokio. The socket is created after `setns`, so it speaks to the container's namespace.
 
 use std::cell::Cell;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
 use rtnetlink::{AddressMessageBuilder, LinkUnspec, RouteMessageBuilder};
@@ -109,6 +110,52 @@ impl Netlink {
             Ok(()) => Ok(true),
             Err(Errno::EEXIST) => Ok(false),
             Err(e) => Err(fail(&format!("default route via {gateway}"), e)),
+        }
+    }
+
+    /// Adds `ip/prefix_len` to link `index` without duplicate address detection, as
+    /// netavark does: the address is the container's lease, which IPAM and the switch's
+    /// anti-spoofing already keep unique on the network, and it is usable as soon as the
+    /// attach returns. The link-local address still goes through DAD.
+    ///
+    /// # Errors
+    /// [`HelperError::Netlink`] with the kernel's reason.
+    pub fn add_address6(
+        &self,
+        index: u32,
+        ip: Ipv6Addr,
+        prefix_len: u8,
+    ) -> Result<(), HelperError> {
+        let mut msg = AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(ip, prefix_len)
+            .build();
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map_err(|e| fail(&format!("address {ip}/{prefix_len}"), e))
+    }
+
+    /// Adds the IPv6 default route via `gateway` on link `index` unless the namespace
+    /// already has one. Returns whether it was added.
+    ///
+    /// # Errors
+    /// [`HelperError::Netlink`] with the kernel's reason.
+    pub fn add_default_route6(&self, index: u32, gateway: Ipv6Addr) -> Result<bool, HelperError> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .output_interface(index)
+            .build();
+        match self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(fail(&format!("IPv6 default route via {gateway}"), e)),
         }
     }
 

@@ -5,9 +5,9 @@
 //! the value at fault, or turned into typed values the daemon then checks against its state
 //! (names in use, overlapping subnets, published ports).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipam::{Ipv4Net, MacAddr, SubnetConfig};
+use ipam::{Ipv4Net, Ipv6Net, MacAddr, Subnet6Config, SubnetConfig};
 use serde::de::DeserializeOwned;
 
 use super::types::{Connect, Disconnect, NetworkCreate, PortMapping, PortRequest};
@@ -40,6 +40,9 @@ pub struct CreatePlan {
     pub icc: bool,
     /// The gateway address leads to the host's loopback (`host_loopback` option).
     pub host_loopback: bool,
+    /// Dual stack: `Some` with the requested IPv6 subnet (None: a unique-local /64) and
+    /// gateway.
+    pub ipv6: Option<(Option<Ipv6Net>, Option<Ipv6Addr>)>,
 }
 
 /// Checks `POST /networks/create`: name, options, MTU, CIDRs, and (with a subnet) the
@@ -56,6 +59,38 @@ pub fn check_create(req: &NetworkCreate) -> Result<CreatePlan, Error> {
     if let Some(subnet) = subnet {
         SubnetConfig::new(subnet, req.gateway, ip_range)?;
     }
+    let subnet6 = req.subnet6.as_deref().map(ipam::parse_cidr6).transpose()?;
+    if !req.enable_ipv6 {
+        if let Some(s) = subnet6 {
+            return Err(Error::Invalid(format!(
+                "IPv6 subnet {s} given without --ipv6 (EnableIPv6)"
+            )));
+        }
+        if let Some(g) = req.gateway6 {
+            return Err(Error::Invalid(format!(
+                "IPv6 gateway {g} given without --ipv6 (EnableIPv6)"
+            )));
+        }
+    }
+    match (subnet6, req.gateway6) {
+        (Some(s), g) => {
+            Subnet6Config::new(s, g)?;
+        }
+        (None, Some(g)) => {
+            return Err(Error::Invalid(format!(
+                "IPv6 gateway {g} given without an IPv6 subnet"
+            )));
+        }
+        (None, None) => {}
+    }
+    if req.enable_ipv6
+        && let Some(m) = mtu
+        && m < 1280
+    {
+        return Err(Error::Invalid(format!(
+            "MTU {m} is below 1280, the minimum for an IPv6 network"
+        )));
+    }
     Ok(CreatePlan {
         subnet,
         ip_range,
@@ -63,6 +98,7 @@ pub fn check_create(req: &NetworkCreate) -> Result<CreatePlan, Error> {
         mtu,
         icc: options.icc,
         host_loopback: options.host_loopback,
+        ipv6: req.enable_ipv6.then_some((subnet6, req.gateway6)),
     })
 }
 
@@ -226,5 +262,46 @@ mod tests {
             br#"{"Container":"/run/netns/a","Name":"a","Publish":["8080:80","53:53/udp"]}"#,
         )
         .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod ipv6_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_create_bodies_are_refused_with_one_line_naming_the_value() {
+        for (body, needle) in [
+            (r#"{"Name":"n","Subnet6":"fd00:60::/64"}"#, "without --ipv6"),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"Subnet6":"fd00:60::/129"}"#,
+                "invalid IPv6 CIDR",
+            ),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"Subnet6":"fd00:60::/127"}"#,
+                "prefix length",
+            ),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"Subnet6":"fd00:60::/64","Gateway6":"fd00:61::1"}"#,
+                "outside subnet",
+            ),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"Gateway6":"fd00:61::1"}"#,
+                "without an IPv6 subnet",
+            ),
+            (r#"{"Name":"n","EnableIPv6":true,"Mtu":1000}"#, "below 1280"),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"Subnet6":"fe80::/64"}"#,
+                "reserved range",
+            ),
+        ] {
+            let msg = check_body("/networks/create", body.as_bytes())
+                .unwrap_err()
+                .message();
+            assert!(msg.contains(needle), "{body}: {msg}");
+            assert!(!msg.contains('\n'));
+        }
+        let plan = check_create(&decode(br#"{"Name":"n","EnableIPv6":true}"#).unwrap()).unwrap();
+        assert_eq!(plan.ipv6, Some((None, None)));
     }
 }

@@ -22,7 +22,7 @@
 //! Errors: a non-2xx status with [`ErrorBody`].
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,15 @@ pub struct NetworkCreate {
     /// Link MTU for the network's endpoints; default: the daemon's `--mtu` (1500).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Dual stack: the network also gets an IPv6 subnet (`Subnet6`, or a unique-local /64).
+    #[serde(rename = "EnableIPv6", default)]
+    pub enable_ipv6: bool,
+    /// IPv6 subnet in CIDR form (needs `EnableIPv6`); default: a unique-local /64.
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    /// IPv6 gateway address; default: the IPv6 subnet's `::1`.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// Reply of a create.
@@ -74,7 +83,7 @@ pub struct NetworkSummary {
     pub driver: String,
     /// Always `local`.
     pub scope: String,
-    /// Subnet in CIDR form.
+    /// Subnet in CIDR form; a dual-stack network's IPv6 subnet follows after a comma.
     pub subnet: String,
     /// Number of attached endpoints.
     pub endpoints: usize,
@@ -94,7 +103,7 @@ pub struct NetworkInspect {
     pub scope: String,
     /// Always `vswitch`.
     pub driver: String,
-    /// Always false (IPv6 is not served yet).
+    /// Dual stack (`--ipv6`).
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     /// Address management.
@@ -143,7 +152,7 @@ pub struct DatapathHealth {
 pub struct Ipam {
     /// Always `default`.
     pub driver: String,
-    /// One entry per subnet.
+    /// One entry per subnet: the IPv4 one, then the IPv6 one of a dual-stack network.
     pub config: Vec<IpamConfig>,
 }
 
@@ -167,6 +176,9 @@ pub struct GatewayInspect {
     /// Gateway IPv4 address.
     #[serde(rename = "IPv4Address")]
     pub ipv4_address: String,
+    /// Gateway IPv6 address (empty on an IPv4-only network).
+    #[serde(rename = "IPv6Address", default)]
+    pub ipv6_address: String,
     /// Gateway MAC.
     pub mac_address: String,
     /// ARP and echo replies sent, frames ignored and requests rate limited.
@@ -189,6 +201,9 @@ pub struct Connect {
     /// Static address inside the subnet; default: the next free one.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// Static IPv6 address inside the network's IPv6 subnet; default: the next free one.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     /// MAC address; default: 02:42 followed by the IPv4 address.
     #[serde(default)]
     pub mac: Option<String>,
@@ -222,7 +237,7 @@ pub struct EndpointInspect {
     /// Address with prefix length, e.g. `172.18.0.2/16`.
     #[serde(rename = "IPv4Address")]
     pub ipv4_address: String,
-    /// Always empty (IPv6 comes later).
+    /// IPv6 address with prefix length on a dual-stack network, else empty.
     #[serde(rename = "IPv6Address")]
     pub ipv6_address: String,
     /// Our own: the namespace file the endpoint was attached through.

@@ -256,7 +256,8 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resolvers names are relayed to: `--dns`, or the IPv4 nameservers of /etc/resolv.conf.
+/// The resolvers names are relayed to: `--dns`, or the nameservers of /etc/resolv.conf
+/// (either family; relaying to an IPv6 resolver goes out over IPv6).
 fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
     let from_file;
     let ips: &[std::net::IpAddr] = if given.is_empty() {
@@ -270,15 +271,14 @@ fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
     } else {
         given
     };
-    let v4: Vec<std::net::SocketAddr> = ips
+    let all: Vec<std::net::SocketAddr> = ips
         .iter()
-        .filter(|ip| ip.is_ipv4())
         .map(|ip| std::net::SocketAddr::new(*ip, 53))
         .collect();
-    if v4.is_empty() {
-        tracing::warn!("no IPv4 upstream DNS resolver: names other than containers' get SERVFAIL");
+    if all.is_empty() {
+        tracing::warn!("no upstream DNS resolver: names other than containers' get SERVFAIL");
     }
-    v4
+    all
 }
 
 /// Holds an exclusive lock on the state directory so two daemons never share it.

@@ -9,7 +9,7 @@
 //! endpoint. A detach keeps its endpoint (and lease) in the state until the interface is
 //! gone, so a crash in between re-attaches it rather than losing track of it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -31,6 +31,7 @@ pub(super) struct PendingAttach {
     pub name: String,
     pub ns_id: NsId,
     pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
     pub mac: MacAddr,
 }
 
@@ -42,8 +43,10 @@ struct Attach {
     netns: PathBuf,
     ns_id: NsId,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
     mac: MacAddr,
-    prefix_len: u8,
+    /// Prefix lengths of the IPv4 and IPv6 subnets (0 without IPv6).
+    prefix_len: (u8, u8),
     mappings: Vec<PortMapping>,
     aliases: Vec<String>,
     spec: AttachSpec,
@@ -128,6 +131,12 @@ impl Daemon {
         }
         let prefix_len = net.pool.config().subnet.prefix_len();
         let gateway = net.pool.config().gateway;
+        let cfg6 = net.pool6.as_ref().map(|p| p.config().clone());
+        if let (None, Some(ip6)) = (&cfg6, req.ip6) {
+            return Err(Error::Invalid(format!(
+                "--ip6 {ip6}: network {network} has no IPv6 (create it with --ipv6)"
+            )));
+        }
         let mtu = net.mtu;
         let id = random_id();
         let Some(net) = self.state.networks.get_mut(network) else {
@@ -139,6 +148,18 @@ impl Daemon {
                 ip
             }
             None => net.pool.allocate(&id)?,
+        };
+        let ip6 = match (&mut net.pool6, req.ip6) {
+            (None, _) => Ok(None),
+            (Some(pool6), Some(ip6)) => pool6.reserve(ip6, &id).map(|()| Some(ip6)),
+            (Some(pool6), None) => pool6.allocate(&id).map(Some),
+        };
+        let ip6 = match ip6 {
+            Ok(ip6) => ip6,
+            Err(e) => {
+                self.release(network, ip, None);
+                return Err(e.into());
+            }
         };
         let mac = plan.mac.unwrap_or_else(|| ipam::mac_from_ipv4(ip));
         let taken = self
@@ -153,7 +174,7 @@ impl Daemon {
                     .map(|p| p.name.clone())
             });
         if let Some(other) = taken {
-            self.release(network, ip);
+            self.release(network, ip, ip6);
             return Err(Error::Conflict(format!(
                 "MAC address {mac} is already used by {other} on network {network}"
             )));
@@ -165,6 +186,7 @@ impl Daemon {
                 name: name.clone(),
                 ns_id,
                 ip,
+                ip6,
                 mac,
             },
         );
@@ -176,6 +198,13 @@ impl Daemon {
             ip,
             prefix_len,
             gateway,
+            ipv6: ip6
+                .zip(cfg6.as_ref())
+                .map(|(ip6, c)| netns_helper::Ipv6Spec {
+                    ip: ip6,
+                    prefix_len: c.subnet.prefix_len(),
+                    gateway: c.gateway,
+                }),
             mtu,
         };
         Ok(Attach {
@@ -185,8 +214,9 @@ impl Daemon {
             netns,
             ns_id,
             ip,
+            ip6,
             mac,
-            prefix_len,
+            prefix_len: (prefix_len, cfg6.map_or(0, |c| c.subnet.prefix_len())),
             mappings,
             aliases: req.aliases,
             spec,
@@ -206,14 +236,14 @@ impl Daemon {
         let (ifname, fd) = match made {
             Ok((Reply::Attached { ifname, .. }, Some(fd))) => (ifname, fd),
             Ok(_) => {
-                self.release(&a.network, a.ip);
+                self.release(&a.network, a.ip, a.ip6);
                 return Err((
                     Error::Datapath("helper answered without a TAP".into()),
                     None,
                 ));
             }
             Err(e) => {
-                self.release(&a.network, a.ip);
+                self.release(&a.network, a.ip, a.ip6);
                 return Err((e, None));
             }
         };
@@ -224,6 +254,7 @@ impl Daemon {
             ns_id: a.ns_id,
             ifname,
             ip: a.ip,
+            ip6: a.ip6,
             mac: a.mac,
             ports: a.mappings.clone(),
             aliases: a.aliases.clone(),
@@ -234,7 +265,7 @@ impl Daemon {
             return fail(e, &ep);
         }
         for (i, m) in a.mappings.iter().enumerate() {
-            if let Err(e) = self.publish_one(&a.network, a.ip, *m).await {
+            if let Err(e) = self.publish_one(&a.network, (a.ip, a.ip6), *m).await {
                 for done in a.mappings.iter().take(i) {
                     self.unpublish_one(&a.network, *done).await;
                 }
@@ -263,9 +294,12 @@ impl Daemon {
         ))
     }
 
-    fn release(&mut self, network: &str, ip: Ipv4Addr) {
+    fn release(&mut self, network: &str, ip: Ipv4Addr, ip6: Option<Ipv6Addr>) {
         if let Some(net) = self.state.networks.get_mut(network) {
             net.pool.release(ip);
+            if let (Some(pool6), Some(ip6)) = (&mut net.pool6, ip6) {
+                pool6.release(ip6);
+            }
         }
     }
 
@@ -279,7 +313,7 @@ impl Daemon {
             let _ = live.datapath.detach(port).await;
         }
         self.remove_endpoint(network, &ep.id);
-        self.release(network, ep.ip);
+        self.release(network, ep.ip, ep.ip6);
     }
 
     /// First step of a detach: unplug the port (traffic stops at once) and mark the endpoint
@@ -312,7 +346,7 @@ impl Daemon {
     fn finish_detach(&mut self, network: &str, ep: &EndpointState) -> Result<(), Error> {
         self.detaching.remove(&ep.id);
         self.remove_endpoint(network, &ep.id);
-        self.release(network, ep.ip);
+        self.release(network, ep.ip, ep.ip6);
         self.persist(network, super::Change::Remove(&ep.id))?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
         Ok(())

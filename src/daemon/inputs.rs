@@ -149,10 +149,39 @@ pub(super) fn default_endpoint_name(netns: &Path) -> String {
 
 /// 64 hex digits from the kernel's random source.
 pub(super) fn random_id() -> String {
-    let mut bytes = [0u8; 32];
+    random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Bytes from the kernel's random source.
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut bytes);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
+}
+
+/// The subnets of `vswitchd --network NAME=V4CIDR[,V6CIDR]`: at most one per family, the
+/// IPv6 one making the network dual stack. Returns them as text, sorted by family.
+pub(crate) fn split_network_subnets(
+    spec: Option<&str>,
+) -> Result<(Option<String>, Option<String>), String> {
+    let (mut v4, mut v6) = (None, None);
+    for part in spec.into_iter().flat_map(|s| s.split(',')) {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("empty subnet in {:?}", spec.unwrap_or_default()));
+        }
+        let slot = if part.contains(':') { &mut v6 } else { &mut v4 };
+        if slot.replace(part.to_string()).is_some() {
+            return Err(format!(
+                "{part}: give at most one IPv4 and one IPv6 subnet (NAME=V4CIDR,V6CIDR)"
+            ));
+        }
+    }
+    Ok((v4, v6))
 }

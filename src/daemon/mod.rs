@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ipam::{AddressPool, Ipv4Net, SubnetConfig};
-use nat::{Gateway, Nat, NatConfig};
+use ipam::{AddressPool, AddressPool6, Ipv4Net, Subnet6Config, SubnetConfig};
+use nat::{Gateway, Ipv6Config, Nat, NatConfig};
 use netns_helper::{AttachSpec, Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
 
@@ -179,10 +179,12 @@ impl Daemon {
         } else {
             wanted
         };
-        for (name, subnet) in wanted {
+        for (name, subnets) in wanted {
+            let (subnet, subnet6) = inputs::split_network_subnets(subnets.as_deref())
+                .map_err(|e| anyhow::anyhow!("--network {name}: {e}"))?;
             match daemon.state.networks.get(name) {
                 Some(net) => {
-                    if let Some(s) = subnet {
+                    if let Some(s) = &subnet {
                         let want = ipam::parse_cidr(s)?;
                         if want != net.pool.config().subnet {
                             anyhow::bail!(
@@ -191,11 +193,25 @@ impl Daemon {
                             );
                         }
                     }
+                    if let Some(s) = &subnet6 {
+                        let want = ipam::parse_cidr6(s)?;
+                        let have = net.pool6.as_ref().map(|p| p.config().subnet);
+                        if have != Some(want) {
+                            anyhow::bail!(
+                                "network {name} already exists {}, not with {want}",
+                                have.map_or("without IPv6".to_string(), |h| format!(
+                                    "with IPv6 subnet {h}"
+                                ))
+                            );
+                        }
+                    }
                 }
                 None => {
                     let req = NetworkCreate {
                         name: name.clone(),
-                        subnet: subnet.clone(),
+                        enable_ipv6: subnet6.is_some(),
+                        subnet,
+                        subnet6,
                         ..Default::default()
                     };
                     daemon.create_network(req)?;
@@ -225,6 +241,9 @@ impl Daemon {
             for p in self.pending.values() {
                 if let Some(net) = state.networks.get_mut(&p.network) {
                     net.pool.release(p.ip);
+                    if let (Some(pool6), Some(ip6)) = (&mut net.pool6, p.ip6) {
+                        pool6.release(ip6);
+                    }
                 }
             }
             let r = self.journal.compact(&mut state);
@@ -297,13 +316,23 @@ impl Daemon {
         nat_cfg.udp_timeout = self.config.udp_timeout;
         nat_cfg.connect_timeout = self.config.connect_timeout;
         nat_cfg.dns = self.config.dns.clone();
+        let mut gateway = Gateway::new(cfg.gateway, gw_mac);
+        let cfg6 = net.pool6.as_ref().map(|p| p.config().clone());
+        if let Some(c6) = &cfg6 {
+            nat_cfg.ipv6 = Some(Ipv6Config {
+                gateway_ip: c6.gateway,
+                subnet: (c6.subnet.network(), c6.subnet.prefix_len()),
+            });
+            gateway = gateway.with_ipv6(c6.gateway);
+        }
         let nat = Nat::new(nat_cfg).map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
-        let datapath = Datapath::spawn(name, switch_cfg, Gateway::new(cfg.gateway, gw_mac), nat)
+        let datapath = Datapath::spawn(name, switch_cfg, gateway, nat)
             .map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
         tracing::info!(
             network = name,
             subnet = %cfg.subnet,
             gateway = %cfg.gateway,
+            subnet6 = cfg6.as_ref().map(|c| c.subnet.to_string()),
             icc = net.icc,
             internal = net.internal,
             host_loopback = net.host_loopback,
@@ -335,6 +364,14 @@ impl Daemon {
                 ip: ep.ip,
                 prefix_len: net.pool.config().subnet.prefix_len(),
                 gateway: net.pool.config().gateway,
+                ipv6: ep
+                    .ip6
+                    .zip(net.pool6.as_ref())
+                    .map(|(ip6, p)| netns_helper::Ipv6Spec {
+                        ip: ip6,
+                        prefix_len: p.config().subnet.prefix_len(),
+                        gateway: p.config().gateway,
+                    }),
                 mtu: net.mtu,
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
@@ -348,7 +385,7 @@ impl Daemon {
                 Ok(()) => {
                     tracing::info!(network = name, endpoint = ep.name, ip = %ep.ip, "endpoint re-attached");
                     for m in &ep.ports {
-                        if let Err(e) = self.publish_one(name, ep.ip, *m).await {
+                        if let Err(e) = self.publish_one(name, (ep.ip, ep.ip6), *m).await {
                             tracing::warn!(
                                 network = name,
                                 endpoint = ep.name,
@@ -384,7 +421,7 @@ impl Daemon {
         let role = PortRole::Container {
             mac: ep.mac.octets(),
             ipv4: ep.ip,
-            ipv6: None,
+            ipv6: ep.ip6,
         };
         live.datapath.attach(port, fd, role).await?;
         live.ports.insert(id.to_string(), port);
@@ -433,12 +470,47 @@ impl Daemon {
             None => ipam::next_free_subnet(&subnets)?,
         };
         let config = SubnetConfig::new(subnet, plan.gateway, plan.ip_range)?;
+        let pool6 = match plan.ipv6 {
+            None => None,
+            Some((subnet6, gateway6)) => {
+                let mtu_ok = mtu >= 1280;
+                if !mtu_ok {
+                    return Err(Error::Invalid(format!(
+                        "MTU {mtu} is below 1280, the minimum for an IPv6 network"
+                    )));
+                }
+                let existing6: Vec<(&str, ipam::Ipv6Net)> = self
+                    .state
+                    .networks
+                    .values()
+                    .filter_map(|n| Some((n.name.as_str(), n.pool6.as_ref()?.config().subnet)))
+                    .collect();
+                let subnet6 = match subnet6 {
+                    Some(s6) => {
+                        if let Some((other, net)) =
+                            existing6.iter().find(|(_, n)| ipam::overlaps6(n, &s6))
+                        {
+                            return Err(Error::Conflict(format!(
+                                "subnet {s6} overlaps subnet {net} of network {other}"
+                            )));
+                        }
+                        s6
+                    }
+                    None => {
+                        let used: Vec<ipam::Ipv6Net> = existing6.iter().map(|(_, s)| *s).collect();
+                        ipam::next_free_ula(&used, inputs::random_bytes())?
+                    }
+                };
+                Some(AddressPool6::new(Subnet6Config::new(subnet6, gateway6)?))
+            }
+        };
         let id = random_id();
         let net = NetworkState {
             name: req.name.clone(),
             id: id.clone(),
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             pool: AddressPool::new(config),
+            pool6,
             internal: req.internal,
             icc: plan.icc,
             host_loopback: plan.host_loopback,
@@ -546,7 +618,10 @@ impl Daemon {
                 name: n.name.clone(),
                 driver: "vswitch".into(),
                 scope: "local".into(),
-                subnet: n.pool.config().subnet.to_string(),
+                subnet: match &n.pool6 {
+                    Some(p6) => format!("{},{}", n.pool.config().subnet, p6.config().subnet),
+                    None => n.pool.config().subnet.to_string(),
+                },
                 endpoints: n.endpoints.len(),
             })
             .collect()
@@ -564,7 +639,9 @@ impl Daemon {
             None => Snapshot::default(),
         };
         let cfg = net.pool.config();
+        let cfg6 = net.pool6.as_ref().map(AddressPool6::config);
         let prefix = cfg.subnet.prefix_len();
+        let prefix6 = cfg6.map_or(0, |c| c.subnet.prefix_len());
         let containers = net
             .endpoints
             .values()
@@ -579,7 +656,10 @@ impl Daemon {
                     .and_then(|p| snap.ports.get(&p.0))
                     .cloned()
                     .unwrap_or_default();
-                (ep.id.clone(), endpoint_view(ep, prefix, status, counters))
+                (
+                    ep.id.clone(),
+                    endpoint_view(ep, (prefix, prefix6), status, counters),
+                )
             })
             .collect();
         let mut options = BTreeMap::new();
@@ -598,14 +678,20 @@ impl Daemon {
             created: net.created.clone(),
             scope: "local".into(),
             driver: "vswitch".into(),
-            enable_ipv6: false,
+            enable_ipv6: cfg6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
-                config: vec![IpamConfig {
+                config: std::iter::once(IpamConfig {
                     subnet: cfg.subnet.to_string(),
                     gateway: cfg.gateway.to_string(),
                     ip_range: cfg.ip_range.map(|r| r.to_string()),
-                }],
+                })
+                .chain(cfg6.map(|c| IpamConfig {
+                    subnet: c.subnet.to_string(),
+                    gateway: c.gateway.to_string(),
+                    ip_range: None,
+                }))
+                .collect(),
             },
             internal: net.internal,
             attachable: true,
@@ -614,6 +700,7 @@ impl Daemon {
             labels: BTreeMap::new(),
             gateway: GatewayInspect {
                 ipv4_address: cfg.gateway.to_string(),
+                ipv6_address: cfg6.map(|c| c.gateway.to_string()).unwrap_or_default(),
                 mac_address: ipam::mac_from_ipv4(cfg.gateway).to_string(),
                 replies: snap.gateway.clone(),
                 counters: snap

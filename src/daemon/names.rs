@@ -10,7 +10,7 @@
 //! endpoints whose TAP is open (not lost) count.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use nat::{DnsView, Zone};
@@ -30,6 +30,8 @@ pub(super) type Memberships = BTreeMap<String, Member>;
 pub(super) struct Member {
     /// Its address there.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address there, on a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     /// Its name there.
     pub name: String,
 }
@@ -44,15 +46,18 @@ impl Daemon {
         };
         {
             let mut z = zone.write().unwrap_or_else(PoisonError::into_inner);
-            z.add(&ep.name, ep.ip);
-            for alias in &ep.aliases {
-                z.add(alias, ep.ip);
+            for ip in addresses(ep) {
+                z.add(&ep.name, ip);
+                for alias in &ep.aliases {
+                    z.add(alias, ip);
+                }
             }
         }
         self.dns_members.entry(ep.ns_id).or_default().insert(
             network.to_string(),
             Member {
                 ip: ep.ip,
+                ip6: ep.ip6,
                 name: ep.name.clone(),
             },
         );
@@ -76,12 +81,16 @@ impl Daemon {
         if let Some(live) = self.live.get(network) {
             {
                 let mut z = live.zone.write().unwrap_or_else(PoisonError::into_inner);
-                z.remove(&ep.name, ep.ip);
-                for alias in &ep.aliases {
-                    z.remove(alias, ep.ip);
+                for ip in addresses(ep) {
+                    z.remove(&ep.name, ip);
+                    for alias in &ep.aliases {
+                        z.remove(alias, ip);
+                    }
                 }
             }
-            send(network, live, DnsView::Forget(ep.ip));
+            for ip in addresses(ep) {
+                send(network, live, DnsView::Forget(ip));
+            }
         }
         self.tell_queriers(ep.ns_id);
     }
@@ -97,14 +106,22 @@ impl Daemon {
             .collect();
         for (network, member) in members {
             if let Some(live) = self.live.get(network) {
-                let view = DnsView::Querier {
-                    ip: member.ip,
-                    zones: zones.clone(),
-                };
-                send(network, live, view);
+                let ips = std::iter::once(IpAddr::V4(member.ip)).chain(member.ip6.map(IpAddr::V6));
+                for ip in ips {
+                    let view = DnsView::Querier {
+                        ip,
+                        zones: zones.clone(),
+                    };
+                    send(network, live, view);
+                }
             }
         }
     }
+}
+
+/// An endpoint's addresses: IPv4, then IPv6 on a dual-stack network.
+fn addresses(ep: &EndpointState) -> impl Iterator<Item = IpAddr> {
+    std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6))
 }
 
 fn send(network: &str, live: &super::Live, change: DnsView) {

@@ -2,7 +2,7 @@
 //! host socket here in the control plane (so "port in use" is reported at once and nothing
 //! is half-made), and handing it to the network's data path, which carries the traffic.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 use nat::{Protocol, Publish};
@@ -19,7 +19,33 @@ pub(crate) fn same_host_port(a: &PortMapping, b: &PortMapping) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
 }
 
-/// Binds the host side of a mapping (non-blocking), with a one-line reason on failure.
+/// The host sockets a mapping listens on, each with the container address it leads to: its
+/// host address to the container's address of that family; an unspecified IPv4 host
+/// address (the default) on a dual-stack network also listens on `[::]` for the IPv6 one.
+fn listeners(
+    m: &PortMapping,
+    ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
+) -> Result<Vec<(PortMapping, IpAddr)>, Error> {
+    match (m.host_ip, ip6) {
+        (IpAddr::V4(a), Some(ip6)) if a.is_unspecified() => {
+            let v6 = PortMapping {
+                host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                ..*m
+            };
+            Ok(vec![(*m, IpAddr::V4(ip)), (v6, IpAddr::V6(ip6))])
+        }
+        (IpAddr::V4(_), _) => Ok(vec![(*m, IpAddr::V4(ip))]),
+        (IpAddr::V6(_), Some(ip6)) => Ok(vec![(*m, IpAddr::V6(ip6))]),
+        (IpAddr::V6(a), None) => Err(Error::Invalid(format!(
+            "cannot publish on [{a}]:{}: the network has no IPv6 (create it with --ipv6)",
+            m.host_port
+        ))),
+    }
+}
+
+/// Binds the host side of a mapping (non-blocking), with a one-line reason on failure. An
+/// IPv6 socket is IPv6-only: the IPv4 side has its own socket.
 fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
     let addr = SocketAddr::new(m.host_ip, m.host_port);
     let what = format!("{addr}/{}", m.protocol);
@@ -63,12 +89,21 @@ impl Daemon {
                 "network {network} is internal: it cannot publish ports"
             )));
         }
+        if let (IpAddr::V6(a), None) = (m.host_ip, &net.pool6) {
+            return Err(Error::Invalid(format!(
+                "cannot publish on [{a}]:{}: network {network} has no IPv6 (create it with --ipv6)",
+                m.host_port
+            )));
+        }
         for other in self.state.networks.values() {
             for ep in other.endpoints.values() {
                 if let Some(o) = ep.ports.iter().find(|o| same_host_port(o, &m)) {
                     return Err(Error::Conflict(format!(
-                        "host port {}:{}/{} is already published by {} on network {}",
-                        o.host_ip, o.host_port, o.protocol, ep.name, other.name
+                        "host port {}/{} is already published by {} on network {}",
+                        SocketAddr::new(o.host_ip, o.host_port),
+                        o.protocol,
+                        ep.name,
+                        other.name
                     )));
                 }
             }
@@ -76,31 +111,55 @@ impl Daemon {
         Ok(m)
     }
 
-    /// Binds a mapping's host socket and starts carrying it to `ip`.
+    /// Binds a mapping's host sockets (see [`listeners`]) and starts carrying them to the
+    /// endpoint's addresses `(ip, ip6)`. All or nothing: every socket is bound before any is
+    /// handed over, and a refused hand-over withdraws the ones before it.
     pub(super) async fn publish_one(
         &self,
         network: &str,
-        ip: Ipv4Addr,
+        (ip, ip6): (Ipv4Addr, Option<Ipv6Addr>),
         m: PortMapping,
     ) -> Result<(), Error> {
-        let fd = bind(&m)?;
+        let plan = listeners(&m, ip, ip6)?;
+        let mut bound = Vec::with_capacity(plan.len());
+        for (host, to) in plan {
+            bound.push((host, to, bind(&host)?));
+        }
         let live = self
             .live
             .get(network)
             .ok_or_else(|| Error::Datapath(network.to_string()))?;
-        let publish = Publish {
-            mapping: m,
-            container_ip: ip.into(),
-        };
-        live.datapath.add_publish(publish, fd).await?;
-        tracing::info!(network, %ip, mapping = %m, "port published");
+        let mut done: Vec<PortMapping> = Vec::new();
+        for (host, to, fd) in bound {
+            let publish = Publish {
+                mapping: host,
+                container_ip: to,
+            };
+            if let Err(e) = live.datapath.add_publish(publish, fd).await {
+                for h in done {
+                    let _ = live
+                        .datapath
+                        .remove_publish(SocketAddr::new(h.host_ip, h.host_port), h.protocol)
+                        .await;
+                }
+                return Err(e);
+            }
+            tracing::info!(network, to = %to, mapping = %host, "port published");
+            done.push(host);
+        }
         Ok(())
     }
 
-    /// Stops carrying a mapping (its host socket is closed).
+    /// Stops carrying a mapping (its host sockets are closed).
     pub(super) async fn unpublish_one(&self, network: &str, m: PortMapping) {
-        if let Some(live) = self.live.get(network) {
-            let host = SocketAddr::new(m.host_ip, m.host_port);
+        let Some(live) = self.live.get(network) else {
+            return;
+        };
+        let mut hosts = vec![SocketAddr::new(m.host_ip, m.host_port)];
+        if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+            hosts.push(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), m.host_port));
+        }
+        for host in hosts {
             let _ = live.datapath.remove_publish(host, m.protocol).await;
         }
     }
@@ -132,8 +191,9 @@ impl Daemon {
     ) -> Result<PortMapping, Error> {
         let id = self.attached_endpoint(network, container)?;
         let m = self.check_mapping(network, spec)?;
-        let ip = self.state.networks[network].endpoints[&id].ip;
-        self.publish_one(network, ip, m).await?;
+        let ep = &self.state.networks[network].endpoints[&id];
+        let ips = (ep.ip, ep.ip6);
+        self.publish_one(network, ips, m).await?;
         let ep = self
             .state
             .networks

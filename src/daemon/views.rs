@@ -11,7 +11,7 @@ use crate::state::EndpointState;
 /// The inspect entry of one endpoint.
 pub(super) fn endpoint_view(
     ep: &EndpointState,
-    prefix_len: u8,
+    (prefix_len, prefix6): (u8, u8),
     status: String,
     counters: PortCountersView,
 ) -> EndpointInspect {
@@ -20,7 +20,10 @@ pub(super) fn endpoint_view(
         endpoint_id: ep.id.clone(),
         mac_address: ep.mac.to_string(),
         ipv4_address: format!("{}/{prefix_len}", ep.ip),
-        ipv6_address: String::new(),
+        ipv6_address: ep
+            .ip6
+            .map(|ip6| format!("{ip6}/{prefix6}"))
+            .unwrap_or_default(),
         netns: ep.netns.display().to_string(),
         interface: ep.ifname.clone(),
         status,

@@ -248,11 +248,23 @@ fn apply(state: &mut State, record: Record) -> Result<(), String> {
                 .get_mut(&network)
                 .ok_or_else(|| format!("network {network:.80?} does not exist"))?;
             if let Some(old) = net.endpoints.remove(&endpoint.id) {
-                net.pool.release(old.ip);
+                net.release(&old);
             }
             net.pool
                 .reserve(endpoint.ip, &endpoint.id)
                 .map_err(|e| format!("endpoint {:.80?}: {e}", endpoint.name))?;
+            match (&mut net.pool6, endpoint.ip6) {
+                (Some(pool6), Some(ip6)) => pool6
+                    .reserve(ip6, &endpoint.id)
+                    .map_err(|e| format!("endpoint {:.80?}: {e}", endpoint.name))?,
+                (None, None) => {}
+                _ => {
+                    return Err(format!(
+                        "endpoint {:.80?}: its IPv6 address does not match the network",
+                        endpoint.name
+                    ));
+                }
+            }
             net.endpoints.insert(endpoint.id.clone(), endpoint);
             Ok(())
         }
@@ -265,7 +277,7 @@ fn apply(state: &mut State, record: Record) -> Result<(), String> {
                 .endpoints
                 .remove(&id)
                 .ok_or_else(|| format!("endpoint {id:.80?} does not exist"))?;
-            net.pool.release(ep.ip);
+            net.release(&ep);
             Ok(())
         }
     }

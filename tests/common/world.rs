@@ -9,7 +9,8 @@
 //! ```
 //!
 //! SERVERS forwards only back out of `s0`, so 203.0.113.99 (nobody) fails ARP there and the
-//! world gets "host unreachable" after ~3 s. The world allows unprivileged ICMP sockets
+//! world gets "host unreachable" after ~3 s. IPv6 is laid out the same way: the world is
+//! 2001:db8:1::1, SERVERS 2001:db8:1::2 and (far) 2001:db8:2::2; 2001:db8:2::99 is nobody. The world allows unprivileged ICMP sockets
 //! (`ping_group_range`), a per-namespace sysctl.
 //!
 //! Background servers and client sessions run in their own process group and are killed by
@@ -30,6 +31,14 @@ pub const SERVER_IP: &str = "198.51.100.2";
 pub const FAR_IP: &str = "203.0.113.2";
 /// A far address nobody has.
 pub const NOBODY_IP: &str = "203.0.113.99";
+/// The world's IPv6 address on the veth (IPv6 documentation prefix 2001:db8::/32).
+pub const WORLD6: &str = "2001:db8:1::1";
+/// The servers namespace's IPv6 address on the shared link.
+pub const SERVER6: &str = "2001:db8:1::2";
+/// The servers namespace on the "far" IPv6 subnet, reached through a route in the world.
+pub const FAR6: &str = "2001:db8:2::2";
+/// A far IPv6 address nobody has.
+pub const NOBODY6: &str = "2001:db8:2::99";
 
 /// The network the NAT tests use, and its first container.
 pub const NET: &str = "net";
@@ -121,8 +130,45 @@ impl NatWorld {
                     "net.ipv4.ip_forward=1",
                 ],
             );
+            // The same over IPv6 (addresses without DAD, so they are usable at once).
+            for (ns, dev, addr) in [
+                (w, "w0", "2001:db8:1::1/64"),
+                (srv.as_str(), "s0", "2001:db8:1::2/64"),
+                (srv.as_str(), "s0", "2001:db8:2::2/64"),
+            ] {
+                must(
+                    "ip",
+                    &["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"],
+                );
+            }
+            must(
+                "ip",
+                &[
+                    "-n",
+                    w,
+                    "-6",
+                    "route",
+                    "add",
+                    "2001:db8:2::/64",
+                    "via",
+                    SERVER6,
+                ],
+            );
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &srv,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.forwarding=1",
+                ],
+            );
             assert!(
-                wait_until(10, || world.ping(FAR_IP) && world.ping(SERVER_IP)),
+                wait_until(10, || world.ping(FAR_IP)
+                    && world.ping(SERVER_IP)
+                    && world.ping(FAR6)),
                 "fixture: the world does not reach the servers namespace"
             );
         });
