@@ -28,10 +28,16 @@
 #   better of slirp4netns and pasta in this run, kernel the kernel-veth figure of this run.
 #   Targets: egress >= 1.5x best peer, >= 0.7x kernel at 65520 (>= 0.5x at 1500);
 #   ingress (published port) >= 1.5x best peer, >= 0.9x kernel.
+# Section ipv6: the same paths over IPv6 next to IPv4, in one run. A kernel bridge (as in
+#   l2) carrying both families; a dual-stack vswitchd network (10.205.M.0/24 +
+#   fd00:205:M::/64) with two containers; and NAT egress from a dual-stack network to a stub
+#   beyond a world namespace (198.51.100.2 and 2001:db8:205::2). Each IPv6 figure is printed
+#   with its ratio to the IPv4 figure of the same path and repetition (target >= 0.9), then
+#   one summary line per path and MTU with the means.
 #
-# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS] [-s l2,nat]
+# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS] [-s l2,nat,ipv6]
 #   -t seconds per iperf3 run (default 5)   -r repetitions (default 2)
-#   -s comma list of sections (default l2,nat)
+#   -s comma list of sections (default l2,nat,ipv6)
 # Needs root; installs iperf3 (and for nat slirp4netns, passt, socat) if missing.
 # Output lines:
 #   kernel-bridge tcp mtu=1500 gbps=27.1
@@ -41,13 +47,15 @@
 #   slirp4netns tcp mtu=1500 flow=egress gbps=0.71 fwd_cpu=91% bg=0%
 #   pasta tcp mtu=1500 flow=egress gbps=0.00 fwd_cpu=4% bg=0%
 #   summary mtu=1500 flow=egress ratio vswitchd/best-peer=11.51 vswitchd/kernel=0.39 targets=1.5,0.5 met=yes,no vswitchd=8.17 best-peer=slirp4netns:0.71 kernel-veth=21.20
+#   ipv6 kernel-bridge mtu=1500 v4=27.1 v6=25.3 v6/v4=0.93
+#   ipv6-summary mtu=1500 path=vswitchd-l2 v4=20.1 v6=19.2 v6/v4=0.96 target=0.9 met=yes
 # A figure that could not be measured prints as gbps=error (ratios n/a); the run goes on.
 # Traffic stays inside namespaces this script creates (198.51.100.0/24, 10.20x.0.0/16 and
 # their loopbacks); all of them are deleted and every process it started is stopped by PID
 # on exit.
 set -u
 export LC_ALL=C
-SECS=5 REPS=2 SECTIONS=l2,nat
+SECS=5 REPS=2 SECTIONS=l2,nat,ipv6
 while getopts "t:r:s:h" o; do
   case $o in
     t) SECS=$OPTARG ;; r) REPS=$OPTARG ;; s) SECTIONS=$OPTARG ;;
@@ -59,6 +67,7 @@ has() { case ",$SECTIONS," in *",$1,"*) return 0 ;; esac; return 1; }
 NAME=bench-l2.sh TAG=bl2$$
 . "$(dirname "$0")/lib/bench-common.sh"
 need_tools iperf3:iperf3 $(has nat && echo slirp4netns:slirp4netns pasta:passt socat:socat)
+ip6() { ip -6 "$@"; }   # addresses below are added with nodad: usable at once
 build_release
 iperf() {  # NS ADDR [PORT] -> Gbit/s (receiver)
   ip netns exec "$1" timeout $((SECS+30)) iperf3 -f g -O 1 -t "$SECS" --connect-timeout 3000 \
@@ -245,4 +254,69 @@ if has nat; then
     stop $(printf '%s\n' "${PIDS[@]}" | grep -vxF -f <(printf '%s\n' "${KEEP[@]}"))   # slirp, pasta
     delns $S $P; rm -f "$TMPD/slirp.sock"
   done
+fi
+
+# ==== section ipv6 ========================================================================
+# pair NS ADDR4 ADDR6 [PORT] -> "v4 v6" Gbit/s, one after the other to the same peer.
+pair() { echo "$(iperf "$1" "$2" "${4:-5201}") $(iperf "$1" "$3" "${4:-5201}")"; }
+declare -A R6    # "path mtu" -> "v4 v6" pairs of this run
+ratio6() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.2f", b/a; else print "n/a"}'; }
+if has ipv6; then
+  I6START=${#PIDS[@]}
+  mkns $TAG-6k1 $TAG-6k2 $TAG-6kb $TAG-6w $TAG-6stub $TAG-6a1500 $TAG-6b1500 $TAG-6a65520 $TAG-6b65520 \
+       $TAG-6c1500 $TAG-6c65520
+  ip -n $TAG-6kb link add br0 type bridge; ip -n $TAG-6kb link set br0 up
+  for i in 1 2; do
+    ip link add e0 netns $TAG-6k$i type veth peer name p$i netns $TAG-6kb
+    ip -n $TAG-6k$i addr add 10.206.0.$i/24 dev e0
+    ip6 -n $TAG-6k$i addr add fd00:206::$i/64 dev e0 nodad; ip -n $TAG-6k$i link set e0 up
+    ip -n $TAG-6kb link set p$i master br0; ip -n $TAG-6kb link set p$i up
+  done
+  waitfor ip netns exec $TAG-6k1 ping -c1 -W1 fd00:206::2
+  start ip netns exec $TAG-6k2 iperf3 -s -p 5201; waitfor listening $TAG-6k2 5201
+  # The world: vswitchd's host side, with a dual-stack stub one veth hop beyond it.
+  ip link add w0 netns $TAG-6w type veth peer name w1 netns $TAG-6stub
+  ip -n $TAG-6w addr add 198.51.100.1/24 dev w0; ip -n $TAG-6stub addr add 198.51.100.2/24 dev w1
+  ip6 -n $TAG-6w addr add 2001:db8:205::1/64 dev w0 nodad
+  ip6 -n $TAG-6stub addr add 2001:db8:205::2/64 dev w1 nodad
+  for l in "$TAG-6w w0" "$TAG-6stub w1"; do set -- $l; ip -n $1 link set $2 mtu 65520 up; done
+  start ip netns exec $TAG-6stub iperf3 -s -p 5201; waitfor listening $TAG-6stub 5201
+  start ip netns exec $TAG-6w "$BIN/vswitchd" --state-dir "$TMPD/v6-state" --socket "$TMPD/v6.sock" \
+    --network d1500=10.205.1.0/24,fd00:205:1::/64
+  ctl6() { "$BIN/vswitchctl" --socket "$TMPD/v6.sock" "$@"; }
+  waitfor ctl6 network ls || echo "# vswitchd (ipv6) did not answer on its socket"
+  ctl6 network create --ipv6 --subnet 10.205.2.0/24 --subnet fd00:205:2::/64 --mtu 65520 d65520 >/dev/null
+  for m in 1500 65520; do
+    for c in a b c; do ctl6 network connect d$m /run/netns/$TAG-6$c$m --name $c >/dev/null; done
+    start ip netns exec $TAG-6b$m iperf3 -s -p 5201; waitfor listening $TAG-6b$m 5201
+  done
+  for mtu in 1500 65520; do
+    for l in "$TAG-6k1 e0" "$TAG-6k2 e0" "$TAG-6kb p1" "$TAG-6kb p2" "$TAG-6kb br0"; do
+      set -- $l; ip -n "$1" link set "$2" mtu $mtu
+    done
+    n=$([ $mtu = 1500 ] && echo 1 || echo 2)
+    for r in $(seq "$REPS"); do
+      for path in kernel-bridge vswitchd-l2 vswitchd-nat-egress; do
+        case $path in
+          kernel-bridge) set -- $(pair $TAG-6k1 10.206.0.2 fd00:206::2) ;;
+          vswitchd-l2) set -- $(pair $TAG-6a$mtu 10.205.$n.3 fd00:205:$n::3) ;;
+          vswitchd-nat-egress) set -- $(pair $TAG-6c$mtu 198.51.100.2 2001:db8:205::2) ;;
+        esac
+        echo "ipv6 $path mtu=$mtu v4=$1 v6=$2 v6/v4=$(ratio6 "$1" "$2")"
+        R6["$path $mtu"]+=" $1 $2"
+      done
+    done
+    for path in kernel-bridge vswitchd-l2 vswitchd-nat-egress; do
+      echo "${R6["$path $mtu"]}" | awk -v mtu=$mtu -v path=$path '{
+        for (i = 1; i < NF; i += 2) if ($i+0 > 0 && $(i+1)+0 > 0) { a += $i; b += $(i+1); n++ }
+        if (!n) { printf "ipv6-summary mtu=%s path=%s v4=error v6=error v6/v4=n/a\n", mtu, path; exit }
+        r = b / a
+        printf "ipv6-summary mtu=%s path=%s v4=%.2f v6=%.2f v6/v4=%.2f", mtu, path, a/n, b/n, r
+        if (path != "kernel-bridge") printf " target=0.9 met=%s", (r >= 0.9 ? "yes" : "no")
+        printf "\n" }'
+    done
+  done
+  stop "${PIDS[@]:$I6START}"
+  delns $TAG-6k1 $TAG-6k2 $TAG-6kb $TAG-6w $TAG-6stub $TAG-6a1500 $TAG-6b1500 $TAG-6a65520 \
+        $TAG-6b65520 $TAG-6c1500 $TAG-6c65520
 fi
