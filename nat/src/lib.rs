@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod arp;
+mod config;
 mod ctx;
 mod device;
 mod dns;

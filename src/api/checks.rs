@@ -55,6 +55,12 @@ pub fn check_create(req: &NetworkCreate) -> Result<CreatePlan, Error> {
     let options = parse_options(&req.options)?;
     let mtu = req.mtu.or(options.mtu).map(check_mtu).transpose()?;
     let subnet = req.subnet.as_deref().map(ipam::parse_cidr).transpose()?;
+    if let Some(r) = req.ip_range.as_deref().filter(|r| r.contains(':')) {
+        return Err(Error::Invalid(format!(
+            "--ip-range {r}: a range applies to the IPv4 subnet only; IPv6 addresses are \
+             allocated in order from the whole IPv6 subnet (use --ip6 for a static one)"
+        )));
+    }
     let ip_range = req.ip_range.as_deref().map(ipam::parse_cidr).transpose()?;
     if let Some(subnet) = subnet {
         SubnetConfig::new(subnet, req.gateway, ip_range)?;
@@ -293,6 +299,10 @@ mod ipv6_tests {
             (
                 r#"{"Name":"n","EnableIPv6":true,"Subnet6":"fe80::/64"}"#,
                 "reserved range",
+            ),
+            (
+                r#"{"Name":"n","EnableIPv6":true,"IpRange":"fd00:60::/80"}"#,
+                "IPv4 subnet only",
             ),
         ] {
             let msg = check_body("/networks/create", body.as_bytes())
