@@ -46,29 +46,13 @@ impl AddressPool {
             return Err(IpamError::Exhausted { subnet });
         }
 
-        // Walk candidates and the (sorted) leases inside the window side by side:
-        // cost is O(leases in window), not O(window size × log leases).
-        let mut leased = self
+        let leased = self
             .leases
             .range(Ipv4Addr::from(start)..=Ipv4Addr::from(end))
-            .map(|(ip, _)| u32::from(*ip))
-            .peekable();
-        let mut candidate = start;
-        let found = loop {
-            if candidate > end {
-                break None;
-            }
-            if candidate == gateway {
-                candidate += 1;
-                continue;
-            }
-            while leased.next_if(|&l| l < candidate).is_some() {}
-            if leased.peek() == Some(&candidate) {
-                candidate += 1;
-                continue;
-            }
-            break Some(Ipv4Addr::from(candidate));
-        };
+            .map(|(ip, _)| u128::from(u32::from(*ip)));
+        let found = lowest_free(leased, start.into(), end.into(), gateway.into())
+            .and_then(|c| u32::try_from(c).ok())
+            .map(Ipv4Addr::from);
         let ip = found.ok_or(IpamError::Exhausted { subnet })?;
         self.leases.insert(ip, owner.to_owned());
         self.free_from = u32::from(ip).saturating_add(1);
@@ -128,6 +112,34 @@ impl AddressPool {
     /// True when nothing is leased.
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
+    }
+}
+
+/// The lowest address in `start..=end` (as numbers) that is neither `gateway` nor among
+/// `leased` (ascending). Walks the candidates and the leases side by side, so the cost is
+/// O(leases in the window), not O(window size × log leases). Shared by both families.
+pub(crate) fn lowest_free(
+    leased: impl Iterator<Item = u128>,
+    start: u128,
+    end: u128,
+    gateway: u128,
+) -> Option<u128> {
+    let mut leased = leased.peekable();
+    let mut candidate = start;
+    loop {
+        if candidate > end {
+            return None;
+        }
+        if candidate == gateway {
+            candidate += 1;
+            continue;
+        }
+        while leased.next_if(|&l| l < candidate).is_some() {}
+        if leased.peek() == Some(&candidate) {
+            candidate += 1;
+            continue;
+        }
+        return Some(candidate);
     }
 }
 

@@ -9,6 +9,7 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
 use crate::IpamError;
+use crate::lease::lowest_free;
 
 /// Longest IPv6 prefix a network may have: room for the gateway and one container.
 pub const MAX_PREFIX6: u8 = 126;
@@ -134,27 +135,12 @@ impl AddressPool6 {
         let lowest = u128::from(subnet.network()) + 1;
         let end = u128::from(subnet.broadcast());
         let gateway = u128::from(self.config.gateway);
-        let mut candidate = lowest.max(self.free_from);
-        let mut leased = self
+        let start = lowest.max(self.free_from);
+        let leased = self
             .leases
-            .range(Ipv6Addr::from(candidate)..)
-            .map(|(ip, _)| u128::from(*ip))
-            .peekable();
-        let found = loop {
-            if candidate > end {
-                break None;
-            }
-            if candidate == gateway {
-                candidate += 1;
-                continue;
-            }
-            while leased.next_if(|&l| l < candidate).is_some() {}
-            if leased.peek() == Some(&candidate) {
-                candidate += 1;
-                continue;
-            }
-            break Some(Ipv6Addr::from(candidate));
-        };
+            .range(Ipv6Addr::from(start)..)
+            .map(|(ip, _)| u128::from(*ip));
+        let found = lowest_free(leased, start, end, gateway).map(Ipv6Addr::from);
         let ip = found.ok_or(IpamError::Exhausted6 { subnet })?;
         self.leases.insert(ip, owner.to_owned());
         self.free_from = u128::from(ip).saturating_add(1);

@@ -172,22 +172,7 @@ impl Framer {
             IpProtocol::Tcp,
             tcp_len as u32,
         ));
-        let hdr_len = ihl + tcp.header_len() as usize;
-        let mut hdr = VnetHeader {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_NONE,
-            hdr_len: (ETH_LEN + hdr_len) as u16,
-            gso_size: 0,
-            csum_start: (ETH_LEN + ihl) as u16,
-            csum_offset: 16,
-        };
-        if let Some(mss) = meta.segmentation_offload_size
-            && len - hdr_len > usize::from(mss.get())
-        {
-            hdr.gso_type = GSO_TCPV6;
-            hdr.gso_size = mss.get();
-        }
-        hdr
+        tcp_vnet_header(ihl, tcp.header_len(), len, meta, GSO_TCPV6)
     }
 
     /// For TCP: writes the pseudo-header sum and returns the virtio header asking the kernel
@@ -209,23 +194,36 @@ impl Framer {
             IpProtocol::Tcp,
             tcp_len as u32,
         ));
-        let hdr_len = ihl + tcp.header_len() as usize;
-        let mut hdr = VnetHeader {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_NONE,
-            hdr_len: (ETH_LEN + hdr_len) as u16,
-            gso_size: 0,
-            csum_start: (ETH_LEN + ihl) as u16,
-            csum_offset: 16,
-        };
-        if let Some(mss) = meta.segmentation_offload_size
-            && len - hdr_len > usize::from(mss.get())
-        {
-            hdr.gso_type = vnet::GSO_TCPV4;
-            hdr.gso_size = mss.get();
-        }
-        hdr
+        tcp_vnet_header(ihl, tcp.header_len(), len, meta, vnet::GSO_TCPV4)
     }
+}
+
+/// The virtio-net header of a TCP packet of `len` bytes whose IP header is `ihl` bytes:
+/// the kernel finishes the checksum from the pseudo-header sum already written, and a
+/// packet with more payload than the MSS smoltcp asked for is GSO of type `gso_type`.
+fn tcp_vnet_header(
+    ihl: usize,
+    tcp_header_len: u8,
+    len: usize,
+    meta: PacketMeta,
+    gso_type: u8,
+) -> VnetHeader {
+    let hdr_len = ihl + usize::from(tcp_header_len);
+    let mut hdr = VnetHeader {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: vnet::GSO_NONE,
+        hdr_len: (ETH_LEN + hdr_len) as u16,
+        gso_size: 0,
+        csum_start: (ETH_LEN + ihl) as u16,
+        csum_offset: 16,
+    };
+    if let Some(mss) = meta.segmentation_offload_size
+        && len.saturating_sub(hdr_len) > usize::from(mss.get())
+    {
+        hdr.gso_type = gso_type;
+        hdr.gso_size = mss.get();
+    }
+    hdr
 }
 
 /// What smoltcp sees for one poll: at most one received packet, and a transmit path.

@@ -270,11 +270,11 @@ fn configure(nl: &netlink::Netlink, ifname: &str, spec: &AttachSpec) -> Result<b
         .link_index(ifname)?
         .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))?;
     nl.set_link_up(index, Some(spec.mac), Some(spec.mtu))?;
-    nl.add_address(index, spec.ip, spec.prefix_len)?;
-    let default_route = nl.add_default_route(index, spec.gateway)?;
+    nl.add_address(index, spec.ip.into(), spec.prefix_len)?;
+    let default_route = nl.add_default_route(index, spec.gateway.into())?;
     if let Some(v6) = &spec.ipv6 {
-        nl.add_address6(index, v6.ip, v6.prefix_len)?;
-        nl.add_default_route6(index, v6.gateway)?;
+        nl.add_address(index, v6.ip.into(), v6.prefix_len)?;
+        nl.add_default_route(index, v6.gateway.into())?;
     }
     Ok(default_route)
 }

@@ -3,7 +3,7 @@
 //! no tokio. The socket is created after `setns`, so it speaks to the container's namespace.
 
 use std::cell::Cell;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
@@ -77,15 +77,29 @@ impl Netlink {
             .map_err(|e| fail(&format!("link {index}"), e))
     }
 
-    /// Adds `ip/prefix_len` to link `index`.
+    /// Adds `ip/prefix_len` to link `index`. An IPv6 address is added without duplicate
+    /// address detection, as netavark does: it is the container's lease, which IPAM and the
+    /// switch's anti-spoofing already keep unique on the network, and it is usable as soon
+    /// as the attach returns. The link-local address still goes through DAD.
     ///
     /// # Errors
     /// [`HelperError::Netlink`] with the kernel's reason.
-    pub fn add_address(&self, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<(), HelperError> {
-        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(index)
-            .address(ip, prefix_len)
-            .build();
+    pub fn add_address(&self, index: u32, ip: IpAddr, prefix_len: u8) -> Result<(), HelperError> {
+        let msg = match ip {
+            IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(v4, prefix_len)
+                .build(),
+            IpAddr::V6(v6) => {
+                let mut msg = AddressMessageBuilder::<Ipv6Addr>::new()
+                    .index(index)
+                    .address(v6, prefix_len)
+                    .build();
+                msg.attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                msg
+            }
+        };
         self.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -93,16 +107,22 @@ impl Netlink {
         .map_err(|e| fail(&format!("address {ip}/{prefix_len}"), e))
     }
 
-    /// Adds the default route via `gateway` on link `index` unless the namespace already has
-    /// one. Returns whether it was added.
+    /// Adds the default route of `gateway`'s family via `gateway` on link `index` unless
+    /// the namespace already has one. Returns whether it was added.
     ///
     /// # Errors
     /// [`HelperError::Netlink`] with the kernel's reason.
-    pub fn add_default_route(&self, index: u32, gateway: Ipv4Addr) -> Result<bool, HelperError> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
+    pub fn add_default_route(&self, index: u32, gateway: IpAddr) -> Result<bool, HelperError> {
+        let msg = match gateway {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(v4)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(v6)
+                .output_interface(index)
+                .build(),
+        };
         match self.request(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -110,52 +130,6 @@ impl Netlink {
             Ok(()) => Ok(true),
             Err(Errno::EEXIST) => Ok(false),
             Err(e) => Err(fail(&format!("default route via {gateway}"), e)),
-        }
-    }
-
-    /// Adds `ip/prefix_len` to link `index` without duplicate address detection, as
-    /// netavark does: the address is the container's lease, which IPAM and the switch's
-    /// anti-spoofing already keep unique on the network, and it is usable as soon as the
-    /// attach returns. The link-local address still goes through DAD.
-    ///
-    /// # Errors
-    /// [`HelperError::Netlink`] with the kernel's reason.
-    pub fn add_address6(
-        &self,
-        index: u32,
-        ip: Ipv6Addr,
-        prefix_len: u8,
-    ) -> Result<(), HelperError> {
-        let mut msg = AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(index)
-            .address(ip, prefix_len)
-            .build();
-        msg.attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map_err(|e| fail(&format!("address {ip}/{prefix_len}"), e))
-    }
-
-    /// Adds the IPv6 default route via `gateway` on link `index` unless the namespace
-    /// already has one. Returns whether it was added.
-    ///
-    /// # Errors
-    /// [`HelperError::Netlink`] with the kernel's reason.
-    pub fn add_default_route6(&self, index: u32, gateway: Ipv6Addr) -> Result<bool, HelperError> {
-        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
-            .gateway(gateway)
-            .output_interface(index)
-            .build();
-        match self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(()) => Ok(true),
-            Err(Errno::EEXIST) => Ok(false),
-            Err(e) => Err(fail(&format!("IPv6 default route via {gateway}"), e)),
         }
     }
 
