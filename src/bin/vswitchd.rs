@@ -86,7 +86,9 @@ applies; if it is unreadable or invalid, vswitchd stops with one line and leaves
 is. Each save keeps the file it replaces as DIR/state.json.bak: move that to state.json to
 go back to the previous good state.
 API: request bodies over 1 MiB get 413; at most 128 connections are kept open (the
-longest-idle one is closed to make room), and a request must arrive within 10 s.";
+longest-idle one is closed to make room), and a request must arrive within 10 s.
+Metrics: GET /metrics on the API socket (Prometheus text format 0.0.4); --metrics-addr
+serves the same over TCP with the same limits (any other path: 404).";
 
 /// Test-only: the helper first sleeps for the milliseconds written in this file, when it
 /// exists (tests of the helper timeout). The daemon itself never reads it.
