@@ -59,10 +59,11 @@ struct Args {
     /// [default: the nameservers of /etc/resolv.conf].
     #[arg(long = "dns", value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
-    /// Also serve Prometheus metrics (text format 0.0.4) at http://HOST:PORT/metrics, e.g.
-    /// 127.0.0.1:9323 (dockerd's flag); anyone who can reach that address can read them.
-    /// `GET /metrics` on the API socket serves the same without this flag.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Also serve Prometheus metrics (text format 0.0.4) at http://IP:PORT/metrics, e.g.
+    /// 127.0.0.1:9323 or [::1]:9323 (dockerd's flag; an IP address, not a host name); anyone
+    /// who can reach that address can read them. `GET /metrics` on the API socket serves the
+    /// same without this flag.
+    #[arg(long, value_name = "IP:PORT")]
     metrics_addr: Option<String>,
     /// Seconds to wait for each upstream resolver before trying the next one.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
