@@ -184,8 +184,17 @@ pub struct NatCounters {
     /// (loopback, 0.0.0.0/8, multicast, broadcast, 240/4; over IPv6 ::, ::1, multicast,
     /// link-local, site-local and the IPv4-mapped/compatible/translated forms).
     pub forbidden_destination: u64,
-    /// Relayed DNS queries refused because too many were in flight.
+    /// DNS queries answered by the gateway itself (names, aliases, PTR, NXDOMAIN for single
+    /// labels, REFUSED on internal networks, FORMERR).
+    pub dns_local: u64,
+    /// DNS queries relayed to an upstream resolver.
+    pub dns_relayed: u64,
+    /// DNS queries that would have been relayed, refused because too many were in flight.
     pub dns_refused: u64,
+    /// Relayed DNS queries no upstream answered (the container got SERVFAIL).
+    pub dns_servfail: u64,
+    /// DNS packets dropped unanswered (no readable header, or a response rather than a query).
+    pub dns_dropped: u64,
     /// New TCP flows refused because the network's buffer budget was spent.
     pub refused_memory: u64,
     /// Flows removed after their idle timeout (UDP, ICMP, and TCP by the aging rules).

@@ -430,10 +430,10 @@ impl DnsServer {
     }
 
     /// Looks a query up for the container at `querier` (`transport_limit`: 65,535 for TCP,
-    /// None for UDP).
+    /// None for UDP), counting local answers and drops in the NAT counters.
     pub(crate) fn lookup(
         &mut self,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         querier: IpAddr,
         query: &[u8],
         transport_limit: Option<usize>,
@@ -449,7 +449,14 @@ impl DnsServer {
             udp_cap: udp_cap(ctx.cfg.mtu),
             rotate: self.rotate,
         };
-        answer(&ask, query)
+        let outcome = answer(&ask, query);
+        // Relayed queries are counted by the relay, which may still refuse them.
+        match outcome {
+            Outcome::Reply(_) => ctx.counters.dns_local += 1,
+            Outcome::Drop => ctx.counters.dns_dropped += 1,
+            Outcome::Forward => {}
+        }
+        outcome
     }
 
     /// The largest answer a UDP query from `from` accepts, on this link (over IPv6 the

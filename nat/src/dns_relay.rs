@@ -111,6 +111,7 @@ impl Relay {
             self.answer(client, msg, limit);
             return;
         }
+        ctx.counters.dns_relayed += 1;
         self.try_upstream(ctx, client, query, limit, 0);
     }
 
@@ -124,6 +125,7 @@ impl Relay {
         upstream: usize,
     ) {
         let Some(server) = ctx.cfg.dns.upstreams.get(upstream).copied() else {
+            ctx.counters.dns_servfail += 1;
             let msg = rcode_answer(&query, ResponseCode::ServFail);
             self.answer(client, msg, limit);
             return;
@@ -163,6 +165,7 @@ impl Relay {
         });
         if !matches!(registered, Some(Ok(()))) {
             if let Some(p) = self.pending.remove(h) {
+                ctx.counters.dns_servfail += 1;
                 let msg = rcode_answer(&p.query, ResponseCode::ServFail);
                 self.answer(p.client, msg, p.limit);
             }

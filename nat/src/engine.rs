@@ -244,7 +244,7 @@ impl Nat {
 
     /// A DNS query over UDP to the gateway (either family) from `from`.
     fn on_dns_udp(&mut self, from: SocketAddr, query: &[u8], sink: &mut Sink<'_>) {
-        match self.dns.lookup(&self.ctx, from.ip(), query, None) {
+        match self.dns.lookup(&mut self.ctx, from.ip(), query, None) {
             Outcome::Reply(b) => DnsServer::reply_udp(&mut self.ctx, from, b, usize::MAX, sink),
             Outcome::Drop => {}
             Outcome::Forward => {
@@ -267,7 +267,7 @@ impl Nat {
             for m in messages {
                 match self
                     .dns
-                    .lookup(&self.ctx, m.querier, &m.bytes, Some(65_535))
+                    .lookup(&mut self.ctx, m.querier, &m.bytes, Some(65_535))
                 {
                     Outcome::Reply(b) => {
                         self.tcp.send_local(&mut self.ctx, m.flow, &b, false, sink)

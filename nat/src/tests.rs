@@ -800,3 +800,29 @@ fn data_reaches_the_host_in_order_whether_written_directly_or_buffered() {
         "the host socket filled and smoltcp buffered the rest ({direct} direct)"
     );
 }
+
+#[test]
+fn dns_queries_are_counted_by_outcome() {
+    // No upstream resolver: a relayed query ends in SERVFAIL.
+    let mut net = Net::new(|c| c.dns.upstreams = Vec::new());
+    let mut c = Client::new(C1, 47000, (GW, 53));
+    c.handshake(&mut net);
+    c.data(&mut net, &framed(&dns_query(1, "nothere")));
+    c.data(&mut net, &framed(&dns_query(2, "far.example.")));
+    let mut response = dns_query(3, "other");
+    response[2] |= 0x80;
+    c.data(&mut net, &framed(&response));
+    net.poll();
+    let k = net.nat.stats().counters;
+    assert_eq!(
+        (
+            k.dns_local,
+            k.dns_relayed,
+            k.dns_servfail,
+            k.dns_dropped,
+            k.dns_refused
+        ),
+        (1, 1, 1, 1, 0),
+        "{k:?}"
+    );
+}

@@ -3,7 +3,8 @@
 //! Handlers lock the daemon's control-plane state for the duration of one operation, except
 //! while the netns helper runs (attach, detach); the data path threads never take that
 //! lock, so traffic is not stalled by API calls. Bodies are limited to 1 MiB (413) and 10 s
-//! (408); [`serve`] bounds connections.
+//! (408); [`serve`] bounds connections. `GET /metrics` is the Prometheus text of
+//! [`crate::metrics`].
 
 pub mod checks;
 pub mod serve;
@@ -39,6 +40,7 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}/ports/remove", post(unpublish))
         .route("/networks/{name}/stats", get(stats))
         .route("/ports", get(list_ports))
+        .route("/metrics", get(crate::metrics::handler))
         .with_state(daemon)
 }
 

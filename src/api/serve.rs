@@ -8,6 +8,8 @@
 //! must arrive within [`HEADER_TIMEOUT`] (this also ends idle keep-alive connections) and its
 //! body within [`super::BODY_TIMEOUT`]. Slow or idle clients thus never hold more than
 //! [`MAX_CONNECTIONS`] file descriptors and never keep a prompt client waiting.
+//!
+//! The same loop serves the metrics listener of `--metrics-addr` (TCP), through [`Listener`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
@@ -93,13 +96,36 @@ impl Drop for WorkingInner {
     }
 }
 
+/// A listening socket the accept loop serves: the API's unix socket or the metrics' TCP one.
+pub trait Listener: Send + Sync {
+    /// An accepted connection.
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    /// Accepts one connection.
+    fn accept_one(&self)
+    -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests being handled
 /// finish (up to 10 s).
 ///
 /// # Errors
 /// None at present: accept errors (such as running out of fds) are logged and retried.
-pub async fn serve(
-    listener: UnixListener,
+pub async fn serve<L: Listener>(
+    listener: L,
     app: Router,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -109,11 +135,11 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = listener.accept_one() => a,
             () = &mut shutdown => break,
         };
         let stream = match accepted {
-            Ok((s, _)) => s,
+            Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: let connections close, then try again.
                 tracing::warn!("API accept failed: {e}");
@@ -173,8 +199,8 @@ fn admit(conns: &Conns, id: u64, conn: &Arc<Conn>) -> bool {
     true
 }
 
-async fn run_connection(
-    stream: tokio::net::UnixStream,
+async fn run_connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: S,
     app: Router,
     conn: Arc<Conn>,
     id: u64,

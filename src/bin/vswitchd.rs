@@ -59,6 +59,12 @@ struct Args {
     /// [default: the nameservers of /etc/resolv.conf].
     #[arg(long = "dns", value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
+    /// Also serve Prometheus metrics (text format 0.0.4) at http://IP:PORT/metrics, e.g.
+    /// 127.0.0.1:9323 or [::1]:9323 (dockerd's flag; an IP address, not a host name); anyone
+    /// who can reach that address can read them. `GET /metrics` on the API socket serves the
+    /// same without this flag.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_addr: Option<String>,
     /// Seconds to wait for each upstream resolver before trying the next one.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     dns_timeout: u64,
@@ -81,7 +87,9 @@ applies; if it is unreadable or invalid, vswitchd stops with one line and leaves
 is. Each save keeps the file it replaces as DIR/state.json.bak: move that to state.json to
 go back to the previous good state.
 API: request bodies over 1 MiB get 413; at most 128 connections are kept open (the
-longest-idle one is closed to make room), and a request must arrive within 10 s.";
+longest-idle one is closed to make room), and a request must arrive within 10 s.
+Metrics: GET /metrics on the API socket (Prometheus text format 0.0.4); --metrics-addr
+serves the same over TCP with the same limits (any other path: 404).";
 
 /// Test-only: the helper first sleeps for the milliseconds written in this file, when it
 /// exists (tests of the helper timeout). The daemon itself never reads it.
@@ -141,8 +149,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         wanted.push((name, subnet));
     }
+    let metrics_addr = args
+        .metrics_addr
+        .as_deref()
+        .map(parse_metrics_addr)
+        .transpose()?;
     private_dir(&state_dir)?;
     let _lock = lock_state_dir(&state_dir)?;
+    // Bound before the daemon starts: a port in use stops it with one line, having done nothing.
+    let metrics_listener = metrics_addr
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))
+        })
+        .transpose()?;
     // Checked before anything else happens: a bad state stops the daemon untouched.
     let (state, replayed) = vswitchd::state::State::load_replayed(&state_dir)?;
     if replayed.records > 0 {
@@ -192,15 +213,38 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         tracing::info!(socket = %socket.display(), "vswitchd ready");
+        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+        if let Some(l) = metrics_listener {
+            let listener = tokio::net::TcpListener::from_std(l)?;
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            let app = vswitchd::metrics::router(shared.clone());
+            let mut stopped = metrics_stopped.clone();
+            tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                vswitchd::api::serve::serve(listener, app, until).await
+            });
+        }
         let app = vswitchd::api::router(shared.clone());
         let served = vswitchd::api::serve::serve(listener, app, shutdown_signal()).await;
         let _ = std::fs::remove_file(&socket);
+        let _ = stop_metrics.send(true);
         // A clean shutdown folds the journal into a fresh snapshot.
         if let Err(e) = shared.lock().await.checkpoint() {
             tracing::warn!("state not compacted at exit (the journal keeps it): {e}");
         }
         drop(shared);
         served.context("API server failed")
+    })
+}
+
+/// `--metrics-addr`: an IP address and port, such as 127.0.0.1:9323 or [::1]:9323.
+fn parse_metrics_addr(s: &str) -> anyhow::Result<std::net::SocketAddr> {
+    s.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid --metrics-addr {s:?}: expected IP:PORT such as 127.0.0.1:9323 or [::1]:9323"
+        )
     })
 }
 

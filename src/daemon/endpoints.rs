@@ -61,7 +61,22 @@ struct Attach {
 /// Unknown network, missing namespace, name or address in use, pool exhausted, helper
 /// failures or timeout. Nothing is left allocated or created on error.
 pub async fn connect(d: &Shared, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
-    let attach = d.lock().await.begin_attach(network, req)?;
+    let started = std::time::Instant::now();
+    let (begun, metrics) = {
+        let mut daemon = d.lock().await;
+        let begun = daemon.begin_attach(network, req);
+        (begun, daemon.attach_metrics.clone())
+    };
+    let result = match begun {
+        Ok(attach) => attach_unlocked(d, attach).await,
+        Err(e) => Err(e),
+    };
+    metrics.observe(started.elapsed(), result.is_ok());
+    result
+}
+
+/// The rest of [`connect`] once its first step has leased and claimed.
+async fn attach_unlocked(d: &Shared, attach: Attach) -> Result<EndpointInspect, Error> {
     let made = call_helper(attach.exe.clone(), Request::Attach(attach.spec.clone())).await;
     let undo = {
         let mut daemon = d.lock().await;

@@ -83,6 +83,8 @@ pub struct Daemon {
     dns_members: HashMap<netns_helper::NsId, names::Memberships>,
     /// Network → names and MACs of its endpoints.
     taken: HashMap<String, Taken>,
+    /// Attach latency and failures (shared with attaches running unlocked).
+    attach_metrics: std::sync::Arc<crate::metrics::AttachMetrics>,
 }
 
 /// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
@@ -150,6 +152,7 @@ impl Daemon {
             journal,
             dns_members: HashMap::new(),
             taken: HashMap::new(),
+            attach_metrics: Default::default(),
         };
         for (name, net) in &daemon.state.networks {
             let mut t = Taken::default();

@@ -59,6 +59,36 @@ pub(super) fn health_view(h: &HealthReport) -> DatapathHealth {
 }
 
 impl super::Daemon {
+    /// What a metrics scrape needs of every served network; snapshot requests are posted
+    /// here and answered after the daemon's lock is released (see [`crate::metrics`]).
+    pub fn scrape_inputs(&self) -> Vec<crate::metrics::NetworkInput> {
+        self.live
+            .iter()
+            .map(|(name, live)| {
+                let names = self.state.networks.get(name);
+                crate::metrics::NetworkInput {
+                    name: name.clone(),
+                    endpoints: live
+                        .ports
+                        .iter()
+                        .filter_map(|(id, port)| {
+                            let ep = names?.endpoints.get(id)?;
+                            Some((port.0, ep.name.clone()))
+                        })
+                        .collect(),
+                    endpoint_count: names.map_or(0, |n| n.endpoints.len()),
+                    health: live.datapath.health(),
+                    snapshot: live.datapath.request_snapshot().ok(),
+                }
+            })
+            .collect()
+    }
+
+    /// The control plane's attach latency and failures.
+    pub fn attach_metrics(&self) -> &crate::metrics::AttachMetrics {
+        &self.attach_metrics
+    }
+
     /// The data path health of every served network, by name.
     pub fn datapath_health(&self) -> BTreeMap<String, DatapathHealth> {
         self.live

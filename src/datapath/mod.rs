@@ -277,6 +277,18 @@ impl Datapath {
     pub async fn snapshot(&self) -> Result<Snapshot, crate::error::Error> {
         self.request(|reply| Command::Snapshot { reply }).await
     }
+
+    /// Asks for the current counters without waiting: the caller awaits the answer (a
+    /// metrics scrape posts every network's request under the daemon's lock, then awaits
+    /// them after releasing it).
+    ///
+    /// # Errors
+    /// When the thread is gone.
+    pub fn request_snapshot(&self) -> Result<oneshot::Receiver<Snapshot>, crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Snapshot { reply })?;
+        Ok(rx)
+    }
 }
 
 impl Drop for Datapath {
