@@ -19,6 +19,7 @@
 //! - [`client`]: the HTTP client used by `vswitchctl`;
 //! - [`cli`]: `vswitchctl`'s verbs and output formatting;
 //! - [`run`]: `vswitchctl run`, a command in a fresh namespace attached to networks;
+//! - [`netavark`]: the netavark plugin (`netavark-plugin-vswitch`), a client of the API;
 //! - [`error`]: errors with the value at fault, mapped to HTTP status and exit codes.
 //!
 //! Namespaces, TAP devices and netlink live in the `netns-helper` crate; frames in `switch`;
@@ -30,6 +31,7 @@ pub mod client;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod netavark;
 pub mod run;
 pub mod sandbox;
 pub mod state;

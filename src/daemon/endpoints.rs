@@ -206,6 +206,7 @@ impl Daemon {
                     gateway: c.gateway,
                 }),
             mtu,
+            ifname: req.interface,
         };
         Ok(Attach {
             id,
