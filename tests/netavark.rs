@@ -103,7 +103,13 @@ impl Netavark {
 
 /// Asserts that netavark failed and said `want` (it passes the plugin's message on).
 fn fails_with(out: &Output, want: &str) {
-    let text = format!("{}{}", stdout(out), common::stderr(out));
+    // netavark prints its errors as `{"error": "..."}` on stdout, too.
+    let said = stdout(out);
+    let said = match serde_json::from_str::<Value>(&said) {
+        Ok(v) => v["error"].as_str().map_or(said.clone(), str::to_string),
+        Err(_) => said,
+    };
+    let text = format!("{said}{}", common::stderr(out));
     assert!(!out.status.success(), "netavark succeeded: {text}");
     assert!(text.contains(want), "wanted {want:?} in: {text}");
 }
