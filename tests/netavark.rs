@@ -391,3 +391,38 @@ fn netavark_reports_the_plugins_error() {
     fails_with(&nv.call(&["create"], &bad), "unknown option \"color\"");
     assert!(d.ctl(&["network", "inspect", "ghost"]).status.code() != Some(0));
 }
+
+#[test]
+fn create_without_subnet_takes_a_pool_subnet_and_passes_the_options_on() {
+    if !privileged("netavark_options") {
+        return;
+    }
+    let Some(exe) = netavark("netavark_options") else {
+        return;
+    };
+    let d = Daemon::start(&[]);
+    let nv = Netavark::new(exe);
+    let mut cfg = create_config("po", Value::Null, &d.socket);
+    cfg["network"]["internal"] = json!(true);
+    cfg["network"]["options"]["icc"] = json!("false");
+    cfg["network"]["options"]["mtu"] = json!("9000");
+    let net = nv.ok(&["create"], &cfg, &d);
+    let inspect = d.inspect("po");
+    let subnet = inspect["IPAM"]["Config"][0]["Subnet"].clone();
+    assert_ne!(
+        subnet, "172.17.0.0/16",
+        "the pool's next subnet, not bridge's"
+    );
+    assert_eq!(net["subnets"][0]["subnet"], subnet, "{net}");
+    assert_eq!(
+        net["subnets"][0]["gateway"],
+        inspect["IPAM"]["Config"][0]["Gateway"]
+    );
+    assert_eq!(net["internal"], true);
+    assert_eq!(inspect["Internal"], true, "{inspect}");
+    assert_eq!(
+        inspect["Options"]["com.docker.network.bridge.enable_icc"],
+        "false"
+    );
+    assert_eq!(inspect["Options"]["com.docker.network.driver.mtu"], "9000");
+}
