@@ -5,7 +5,9 @@
 //! netavark runs the plugin once per call (`create`, `setup NETNS`, `teardown NETNS`,
 //! `info`) with JSON on stdin and expects JSON on stdout, or `{"error": "..."}` and exit
 //! status 1 ([`types`]). The plugin holds no state of its own: it is a thin client of the
-//! daemon's HTTP API ([`crate::client`]), as `vswitchctl` is ([`plugin`]).
+//! daemon's HTTP API ([`crate::client`]), as `vswitchctl` is ([`plugin`]); what it takes
+//! from netavark's JSON is checked first ([`inputs`]).
 
+pub mod inputs;
 pub mod plugin;
 pub mod types;
