@@ -185,6 +185,10 @@ pub struct ConnectArgs {
     /// Another DNS name for the container on this network. Repeatable.
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
+    /// Name of the interface inside the container (1-15 of [A-Za-z0-9_.-], not yet taken
+    /// there); default: the first free ethN.
+    #[arg(long = "interface", value_name = "IFNAME")]
+    pub interface: Option<String>,
 }
 
 /// `run` flags.
@@ -299,6 +303,7 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                 mac: a.mac,
                 publish: a.publish,
                 aliases: a.aliases,
+                interface: a.interface,
             };
             match client
                 .post(&format!("/networks/{}/connect", a.network), &req)

@@ -61,6 +61,7 @@ impl Error {
                     StatusCode::NOT_FOUND
                 }
                 H::NotANetns(_) => StatusCode::BAD_REQUEST,
+                H::InterfaceExists { .. } => StatusCode::CONFLICT,
                 H::Enter { .. } => StatusCode::FORBIDDEN,
                 H::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -20,6 +20,7 @@
 //! - [`cli`]: `vswitchctl`'s verbs and output formatting;
 //! - [`run`]: `vswitchctl run`, a command in a fresh namespace attached to networks;
 //! - [`metrics`]: the Prometheus text at `GET /metrics` (API socket and `--metrics-addr`);
+//! - [`netavark`]: the netavark plugin (`netavark-plugin-vswitch`), a client of the API;
 //! - [`error`]: errors with the value at fault, mapped to HTTP status and exit codes.
 //!
 //! Namespaces, TAP devices and netlink live in the `netns-helper` crate; frames in `switch`;
@@ -32,6 +33,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod error;
 pub mod metrics;
+pub mod netavark;
 pub mod run;
 pub mod sandbox;
 pub mod state;

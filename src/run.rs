@@ -61,6 +61,7 @@ pub async fn run(client: &Client, args: RunArgs) -> i32 {
                 Vec::new()
             },
             aliases: Vec::new(),
+            interface: None,
         };
         match client.post(&format!("/networks/{net}/connect"), &req).await {
             Ok(body) => {

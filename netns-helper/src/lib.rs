@@ -79,6 +79,9 @@ pub struct AttachSpec {
     pub ipv6: Option<Ipv6Spec>,
     /// The link MTU.
     pub mtu: u32,
+    /// Name the interface this way instead of the first free `ethN`; it must not exist yet.
+    #[serde(default)]
+    pub ifname: Option<String>,
 }
 
 /// A container's IPv6 configuration: address, prefix and the gateway of its default route.
@@ -140,6 +143,14 @@ pub enum HelperError {
         ifname: String,
         /// The OS error, explained.
         reason: String,
+    },
+    /// The interface name asked for is already taken in the container.
+    #[error("interface {ifname} already exists in {netns}")]
+    InterfaceExists {
+        /// The name asked for.
+        ifname: String,
+        /// The container's namespace.
+        netns: PathBuf,
     },
     /// Every name eth0..eth255 is taken.
     #[error("no free interface name ethN in {0}")]
@@ -241,7 +252,16 @@ fn attach(spec: &AttachSpec) -> Result<(Reply, OwnedFd), HelperError> {
         };
         return Ok((reply, fd));
     }
-    let ifname = first_free_name(&nl, &spec.netns)?;
+    let ifname = match &spec.ifname {
+        Some(name) if nl.link_index(name)?.is_some() => {
+            return Err(HelperError::InterfaceExists {
+                ifname: name.clone(),
+                netns: spec.netns.clone(),
+            });
+        }
+        Some(name) => name.clone(),
+        None => first_free_name(&nl, &spec.netns)?,
+    };
     let fd = tap::open(&ifname, tap::Mode::Create)?;
     // From here on a failure must not leave a half-configured persistent TAP behind.
     match configure(&nl, &ifname, spec) {

@@ -130,6 +130,9 @@ pub fn check_connect(req: &Connect) -> Result<ConnectPlan, Error> {
     for a in &req.aliases {
         validate_name("alias", a)?;
     }
+    if let Some(ifname) = &req.interface {
+        check_ifname(ifname)?;
+    }
     let mac = req.mac.as_deref().map(parse_mac).transpose()?;
     let mut mappings: Vec<PortMapping> = Vec::new();
     for spec in &req.publish {
@@ -160,6 +163,24 @@ pub fn check_disconnect(req: &Disconnect) -> Result<(), Error> {
 pub fn check_port(req: &PortRequest) -> Result<PortMapping, Error> {
     check_container(&req.container)?;
     req.publish.parse().map_err(Error::Invalid)
+}
+
+/// An interface name for inside a container: 1-15 of `[A-Za-z0-9_.-]` (the kernel's limit
+/// is 15 bytes), not `.` or `..`.
+fn check_ifname(ifname: &str) -> Result<(), Error> {
+    let ok = (1..=15).contains(&ifname.len())
+        && ifname != "."
+        && ifname != ".."
+        && ifname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid interface name {ifname:.64?}: use 1-15 of [A-Za-z0-9_.-], not . or .."
+        )))
+    }
 }
 
 /// A container reference: a name, an id, a PID or a path; never empty, at most 4096 bytes.

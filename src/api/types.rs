@@ -213,6 +213,10 @@ pub struct Connect {
     /// Extra DNS names of the container on this network.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Name of the interface inside the container (1-15 of `[A-Za-z0-9_.-]`, not yet taken
+    /// there); default: the first free `ethN`.
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 /// Request body of `POST /networks/{name}/disconnect`.

@@ -221,6 +221,7 @@ impl Daemon {
                     gateway: c.gateway,
                 }),
             mtu,
+            ifname: req.interface,
         };
         Ok(Attach {
             id,

@@ -370,6 +370,7 @@ impl Daemon {
                         gateway: p.config().gateway,
                     }),
                 mtu: net.mtu,
+                ifname: None,
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
                 Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {

@@ -154,6 +154,7 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "vswitchd" => PathBuf::from(env!("CARGO_BIN_EXE_vswitchd")),
         "vswitchctl" => PathBuf::from(env!("CARGO_BIN_EXE_vswitchctl")),
+        "netavark-plugin-vswitch" => PathBuf::from(env!("CARGO_BIN_EXE_netavark-plugin-vswitch")),
         _ => panic!("unknown binary {name}"),
     }
 }
