@@ -5,7 +5,8 @@
 //! Walkthrough: two containers ping each other → `network macs` names both and the gateway,
 //! as a table and as JSON → a TCP connection to a server in the world shows up in `flows` with
 //! its addresses and the bytes echoed each way, then goes away when it closes; a ping shows as
-//! an ICMP flow → unknown networks get one line and exit 1.
+//! an ICMP flow → an IPv6 flow shows its addresses in brackets → unknown networks get one
+//! line and exit 1.
 
 mod common;
 
@@ -195,6 +196,50 @@ fn flows_show_a_tcp_connection_with_its_bytes_until_it_closes() {
     assert!(
         icmp["BytesToRemote"].as_u64() > Some(0) && icmp["BytesToContainer"].as_u64() > Some(0),
         "{icmp}"
+    );
+}
+
+#[test]
+fn ipv6_flows_show_their_addresses_in_brackets() {
+    if !privileged("ipv6_flows_show_their_addresses_in_brackets") {
+        return;
+    }
+    let w = NatWorld::start(&["--network", "net=10.100.7.0/24,fd00:70::/64"]);
+    let c1 = Netns::new("c1");
+    w.connect(NET, &c1, "c1");
+    let listen = format!("TCP6-LISTEN:7000,bind=[{FAR6}],reuseaddr,fork");
+    let _echo = Bg::spawn(&w.servers, &["socat", &listen, "EXEC:cat"]);
+    wait_for("tcp6 echo server", || {
+        listening_on(&w.servers, "tcp", "*", 7000)
+    });
+    let remote = format!("[{FAR6}]:7000");
+    let mut s = Session::tcp(&c1, &remote);
+    assert!(s.echoes("line-v6"), "{} echoes", s.what);
+    let mut flow = Value::Null;
+    assert!(
+        wait_until(5, || {
+            let rows = json_rows(&w, &["flows", NET]);
+            flow = rows
+                .into_iter()
+                .find(|r| r["Remote"] == remote.as_str())
+                .unwrap_or(Value::Null);
+            flow["BytesToContainer"] == 8
+        }),
+        "a flow to {remote} with 8 bytes each way: {flow}"
+    );
+    assert_eq!(flow["BytesToRemote"], 8, "{flow}");
+    assert!(
+        flow["Container"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("[fd00:70::2]:")),
+        "{flow}"
+    );
+    let table = w.ctl_ok(&["flows", NET]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("tcp") && l.contains("[fd00:70::2]:") && l.contains(&remote)),
+        "{table}"
     );
 }
 
