@@ -253,15 +253,18 @@ fn unknown_networks_are_refused_in_one_line() {
         &["network", "macs", "nope"][..],
         &["flows", "nope"],
         &["flows", "nope", "--format", "json"],
+        &["flows", "no/pe"],
+        &["network", "macs", "no\npe?"],
     ] {
         let out = w.ctl(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(
-            err.contains("nope") && err.contains("not found"),
+            err.contains("not found") || err.contains("invalid network name"),
             "{args:?}: {err}"
         );
+        assert!(err.contains("no"), "names the network: {err}");
         assert!(stdout(&out).is_empty(), "{args:?}");
     }
     let out = w.ctl(&["flows", NET, "--format", "yaml"]);

@@ -22,6 +22,9 @@ pub enum Format {
 
 /// Prints a network's MAC table; returns the exit code.
 pub async fn macs(client: &Client, network: &str, format: Format) -> i32 {
+    if let Err(code) = check_name(network) {
+        return code;
+    }
     let rows = match client
         .get::<Vec<MacRow>>(&format!("/networks/{network}/macs"))
         .await
@@ -49,6 +52,9 @@ pub async fn macs(client: &Client, network: &str, format: Format) -> i32 {
 
 /// Prints a network's live NAT flows; returns the exit code.
 pub async fn flows(client: &Client, network: &str, format: Format) -> i32 {
+    if let Err(code) = check_name(network) {
+        return code;
+    }
     let table = match client
         .get::<FlowTable>(&format!("/networks/{network}/flows"))
         .await
@@ -87,6 +93,15 @@ pub async fn flows(client: &Client, network: &str, format: Format) -> i32 {
     }
     let _ = tw.flush();
     0
+}
+
+/// Refuses a name no network can have before it is put in a request path (where `/`, `?` or
+/// a newline would change the request rather than name a network).
+fn check_name(network: &str) -> Result<(), i32> {
+    crate::daemon::inputs::validate_name("network name", network).map_err(|e| {
+        eprintln!("error: {e}");
+        super::EXIT_REFUSED
+    })
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> i32 {
