@@ -17,6 +17,9 @@ use crate::api::types::{
 };
 use crate::client::{Client, ClientError};
 
+mod tables;
+pub use tables::{Format, flows, macs};
+
 /// The daemon refused the request.
 pub const EXIT_REFUSED: i32 = 1;
 /// The daemon is not running or not reachable.
@@ -57,6 +60,15 @@ pub enum Command {
     Stats {
         /// Network name.
         network: String,
+    },
+    /// List a network's live NAT flows: protocol, container and remote address:port, state,
+    /// age, payload bytes each way (at most 100,000; a warning says when more were left out).
+    Flows {
+        /// Network name.
+        network: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -117,6 +129,15 @@ pub enum NetworkCmd {
     },
     /// Attach a container (its network namespace) to a network: eth0, eth1, ... appears in it.
     Connect(ConnectArgs),
+    /// List a network's MAC table: MAC, endpoint (`_gateway`, `uplink`, or `-` for none),
+    /// port, seconds since last seen (`static` for MACs bound at connect).
+    Macs {
+        /// Network name.
+        network: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Detach a container from a network: its interface is removed and its address freed.
     Disconnect {
         /// Network name.
@@ -328,6 +349,7 @@ pub async fn network(client: &Client, cmd: NetworkCmd) -> i32 {
                 Err(e) => report(&e),
             }
         }
+        NetworkCmd::Macs { network, format } => macs(client, &network, format).await,
         NetworkCmd::Disconnect { network, name } => {
             let req = Disconnect { container: name };
             match client

@@ -45,7 +45,7 @@ use crate::device::{Framer, Sink};
 use crate::dns;
 use crate::dns::{DnsServer, Outcome};
 use crate::dns_relay::{Client, Relay};
-use crate::flow::{Handle, Owner, untoken};
+use crate::flow::{FlowInfo, Handle, Owner, untoken};
 use crate::ping::Ping;
 use crate::publish::{Protocol, Publish};
 use crate::tcp::Tcp;
@@ -429,6 +429,18 @@ impl Nat {
     #[cfg(test)]
     pub(crate) fn tcp_sizes(&self) -> (usize, usize, usize, usize) {
         self.tcp.sizes()
+    }
+
+    /// Up to `limit` live NAT flows (TCP, UDP, ICMP echo), and whether that is all of them.
+    /// Called on request by the data path thread, never per packet.
+    pub fn flows(&self, limit: usize) -> (Vec<FlowInfo>, bool) {
+        let now = (self.clock)();
+        let live = self.tcp.live() + self.udp.live() + self.ping.live();
+        let mut out = Vec::with_capacity(live.min(limit));
+        let complete = self.tcp.list(now, limit, &mut out)
+            && self.udp.list(now, limit, &mut out)
+            && self.ping.list(now, limit, &mut out);
+        (out, complete)
     }
 
     /// Live flows and counters.

@@ -244,6 +244,53 @@ impl FlowKey {
     }
 }
 
+/// The transport of a live flow, as `vswitchctl flows` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum FlowProtocol {
+    /// TCP, terminated in smoltcp.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP or ICMPv6 echo.
+    Icmp,
+}
+
+impl std::fmt::Display for FlowProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlowProtocol::Tcp => "tcp",
+            FlowProtocol::Udp => "udp",
+            FlowProtocol::Icmp => "icmp",
+        })
+    }
+}
+
+/// One live NAT flow at the moment it was listed ([`crate::Nat::flows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// Its transport.
+    pub protocol: FlowProtocol,
+    /// The container's address and port (ICMP: the echo identifier the container uses).
+    pub container: SocketAddr,
+    /// The far side as the container addresses it (ICMP: port 0); for a published port's
+    /// client, the client as the container sees it.
+    pub remote: SocketAddr,
+    /// TCP: `DIALING` while the host dial is pending, else smoltcp's state as it names it
+    /// (`SYN-RECEIVED`, `ESTABLISHED`, `FIN-WAIT-1`, ...); UDP and ICMP: `active`.
+    pub state: &'static str,
+    /// Time since the flow was opened.
+    pub age: std::time::Duration,
+    /// Payload bytes moved from the container towards the remote side.
+    pub to_remote: u64,
+    /// Payload bytes moved from the remote side to the container.
+    pub to_container: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

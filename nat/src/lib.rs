@@ -41,6 +41,7 @@ mod udp;
 pub use device::Sink;
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
 pub use engine::{Ipv6Config, Nat, NatConfig, NatCounters, NatError, NatStats};
+pub use flow::{FlowInfo, FlowProtocol};
 pub use gateway::{Gateway, GatewayCounters};
 pub use publish::{PortMapping, Protocol, Publish};
 #[cfg(test)]

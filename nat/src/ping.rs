@@ -30,7 +30,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ctx::{Ctx, Target, Unreachable};
 use crate::device::Sink;
-use crate::flow::{Handle, Owner, Table};
+use crate::flow::{FlowInfo, FlowProtocol, Handle, Owner, Table};
 use crate::timer::Timers;
 
 /// (container address, echo identifier, destination).
@@ -48,6 +48,11 @@ struct PingFlow {
     sock: Socket,
     key: EchoKey,
     last: Instant,
+    opened: Instant,
+    /// ICMP message bytes sent to the remote side.
+    to_remote: u64,
+    /// ICMP message bytes delivered to the container.
+    to_container: u64,
 }
 
 /// ICMP echo flows of one network.
@@ -62,6 +67,26 @@ pub(crate) struct Ping {
 impl Ping {
     pub(crate) fn live(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Up to `limit` live echo flows into `out` (the container's port is its echo
+    /// identifier, the remote's 0); false if some were left out for the limit.
+    pub(crate) fn list(&self, now: Instant, limit: usize, out: &mut Vec<FlowInfo>) -> bool {
+        for (_, f) in self.flows.iter() {
+            if out.len() >= limit {
+                return false;
+            }
+            out.push(FlowInfo {
+                protocol: FlowProtocol::Icmp,
+                container: SocketAddr::new(f.key.container, f.key.ident),
+                remote: SocketAddr::new(f.key.peer, 0),
+                state: "active",
+                age: now.saturating_duration_since(f.opened),
+                to_remote: f.to_remote,
+                to_container: f.to_container,
+            });
+        }
+        true
     }
 
     /// An ICMP packet from a container to an outside address.
@@ -125,6 +150,7 @@ impl Ping {
         };
         if let Some(f) = self.flows.get_mut(h) {
             f.last = ctx.now;
+            f.to_remote += message.len() as u64;
             // The kernel sets the identifier to the socket's and computes the checksum.
             let _ = (&f.sock).write(message);
             ctx.counters.icmp_echoes += 1;
@@ -177,6 +203,9 @@ impl Ping {
             sock,
             key,
             last: ctx.now,
+            opened: ctx.now,
+            to_remote: 0,
+            to_container: 0,
         });
         let registered = self
             .flows
@@ -205,6 +234,7 @@ impl Ping {
                 Err(_) => continue,
             };
             f.last = ctx.now;
+            f.to_container += n as u64;
             let Some(reply) = ctx.dgram.get_mut(..n) else {
                 continue;
             };

@@ -1,7 +1,8 @@
 //! The engine fed byte arrays, with a fake clock: TCP edge states on the gateway's own DNS
 //! port (no host socket needed) and on dials to a listener this test owns on 127.0.0.1
 //! (through host_loopback), refusals built from long SYNs, forbidden destinations, quotas,
-//! and a relayed DNS answer that must not reach a connection that reused a closed one's slot.
+//! a relayed DNS answer that must not reach a connection that reused a closed one's slot, and
+//! the flow list (bytes each way, age, the limit).
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -825,4 +826,43 @@ fn dns_queries_are_counted_by_outcome() {
         (1, 1, 1, 1, 0),
         "{k:?}"
     );
+}
+
+#[test]
+fn a_listed_flow_counts_the_bytes_each_way_and_its_age() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| c.host_loopback = true);
+    assert_eq!(net.nat.flows(10), (Vec::new(), true), "nothing yet");
+    let mut c = Client::new(C1, 42200, (GW, port));
+    c.handshake(&mut net);
+    let (mut server, _) = host.accept().expect("dialled");
+    c.data(&mut net, b"ping");
+    let mut got = [0u8; 4];
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    server.read_exact(&mut got).expect("the data");
+    server.write_all(b"pong!!").expect("reply");
+    net.poll_until(|out| {
+        let segs: Vec<Seg> = out.iter().filter_map(|p| seg(p)).collect();
+        let got: usize = c.sent_to_me(&segs).map(|s| s.payload.len()).sum();
+        (got == 6).then_some(())
+    })
+    .expect("the reply");
+    assert_eq!(c.received(&net), b"pong!!");
+    advance(Duration::from_secs(7));
+    let (flows, complete) = net.nat.flows(10);
+    assert!(complete);
+    let [f] = flows.as_slice() else {
+        panic!("one flow: {flows:?}");
+    };
+    assert_eq!(f.protocol, crate::FlowProtocol::Tcp);
+    assert_eq!(f.container, (C1, 42200).into());
+    assert_eq!(f.remote, (GW, port).into());
+    assert_eq!(f.state, "ESTABLISHED");
+    assert_eq!((f.to_remote, f.to_container), (4, 6));
+    assert_eq!(f.age.as_secs(), 7);
+    // The limit bounds the list and says so.
+    assert_eq!(net.nat.flows(0), (Vec::new(), false));
 }

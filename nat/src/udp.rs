@@ -31,7 +31,7 @@ use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use crate::ctx::{Ctx, Target, Unreachable};
 use crate::device::Sink;
-use crate::flow::{FlowKey, Handle, Keys, Owner, Table};
+use crate::flow::{FlowInfo, FlowKey, FlowProtocol, Handle, Keys, Owner, Table};
 use crate::publish::Publish;
 use crate::timer::Timers;
 
@@ -43,6 +43,11 @@ struct UdpFlow {
     sock: UdpSocket,
     key: FlowKey,
     last: Instant,
+    opened: Instant,
+    /// Payload bytes sent to the remote side.
+    to_remote: u64,
+    /// Payload bytes delivered to the container.
+    to_container: u64,
 }
 
 /// A client of a published UDP port.
@@ -51,6 +56,11 @@ struct PublishedFlow {
     /// The client's real address (where replies go).
     client: SocketAddr,
     last: Instant,
+    opened: Instant,
+    /// Payload bytes sent to the client.
+    to_remote: u64,
+    /// Payload bytes delivered to the container.
+    to_container: u64,
     /// The deadline booked for it in `published_deadlines` (older entries are stale).
     booked: Instant,
 }
@@ -75,6 +85,34 @@ pub(crate) struct Udp {
 }
 
 impl Udp {
+    /// Up to `limit` live flows (outbound and published clients) into `out`; false if some
+    /// were left out for the limit.
+    pub(crate) fn list(&self, now: Instant, limit: usize, out: &mut Vec<FlowInfo>) -> bool {
+        let outbound = self
+            .flows
+            .iter()
+            .map(|(_, f)| (f.key, f.opened, f.to_remote, f.to_container));
+        let published = self
+            .published
+            .iter()
+            .map(|(k, f)| (*k, f.opened, f.to_remote, f.to_container));
+        for (key, opened, to_remote, to_container) in outbound.chain(published) {
+            if out.len() >= limit {
+                return false;
+            }
+            out.push(FlowInfo {
+                protocol: FlowProtocol::Udp,
+                container: key.container,
+                remote: key.peer,
+                state: "active",
+                age: now.saturating_duration_since(opened),
+                to_remote,
+                to_container,
+            });
+        }
+        true
+    }
+
     /// Live flows (outbound and published clients).
     pub(crate) fn live(&self) -> usize {
         self.flows.len() + self.published.len()
@@ -110,6 +148,7 @@ impl Udp {
         // A reply to a published port's client?
         if let Some(f) = self.published.get_mut(&key) {
             f.last = now;
+            f.to_remote += payload.len() as u64;
             if let Some(l) = self.listeners.get(f.listener) {
                 let _ = l.sock.send_to(payload, f.client);
             }
@@ -117,6 +156,7 @@ impl Udp {
         }
         if let Some(f) = self.keys.get(&key).and_then(|h| self.flows.get_mut(*h)) {
             f.last = now;
+            f.to_remote += payload.len() as u64;
             let _ = f.sock.send(payload);
             return;
         }
@@ -158,6 +198,9 @@ impl Udp {
             sock,
             key,
             last: now,
+            opened: now,
+            to_remote: payload.len() as u64,
+            to_container: 0,
         });
         let registered = self
             .flows
@@ -185,6 +228,7 @@ impl Udp {
                 Err(_) => continue, // e.g. ECONNREFUSED from an earlier ICMP error
             };
             f.last = ctx.now;
+            f.to_container += n as u64;
             let (c, d) = (f.key.container, f.key.peer);
             deliver(ctx, d, c, n, sink);
         }
@@ -254,6 +298,7 @@ impl Udp {
                 Some(f) => {
                     f.last = ctx.now;
                     f.client = client;
+                    f.to_container += n as u64;
                 }
                 None => {
                     if ctx.admit(key.endpoint()).is_err() {
@@ -265,6 +310,9 @@ impl Udp {
                             listener: h,
                             client,
                             last: ctx.now,
+                            opened: ctx.now,
+                            to_remote: 0,
+                            to_container: n as u64,
                             booked: ctx.now + ctx.cfg.udp_timeout,
                         },
                     );

@@ -18,8 +18,8 @@ use axum::{Json, Router};
 
 use crate::error::Error;
 use types::{
-    Connect, Created, Disconnect, EndpointInspect, NatStatsView, NetworkCreate, NetworkInspect,
-    NetworkSummary, PortMapping, PortRequest, PortRow,
+    Connect, Created, Disconnect, EndpointInspect, FlowTable, MacRow, NatStatsView, NetworkCreate,
+    NetworkInspect, NetworkSummary, PortMapping, PortRequest, PortRow,
 };
 
 pub use crate::daemon::Shared;
@@ -39,6 +39,8 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}/ports", post(publish))
         .route("/networks/{name}/ports/remove", post(unpublish))
         .route("/networks/{name}/stats", get(stats))
+        .route("/networks/{name}/macs", get(macs))
+        .route("/networks/{name}/flows", get(flows))
         .route("/ports", get(list_ports))
         .route("/metrics", get(crate::metrics::handler))
         .with_state(daemon)
@@ -223,4 +225,18 @@ async fn stats(
     Path(name): Path<String>,
 ) -> Result<Json<NatStatsView>, Error> {
     Ok(Json(d.lock().await.stats(&name).await?))
+}
+
+async fn macs(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<MacRow>>, Error> {
+    Ok(Json(crate::daemon::macs(&d, &name).await?))
+}
+
+async fn flows(
+    State(d): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<FlowTable>, Error> {
+    Ok(Json(crate::daemon::flows(&d, &name).await?))
 }

@@ -18,11 +18,13 @@
 //! - `POST /networks/{name}/ports/remove` [`PortRequest`] → 204
 //! - `GET /ports` (optionally `?network=NAME`) → `[PortRow]`
 //! - `GET /networks/{name}/stats` → [`NatStatsView`]
+//! - `GET /networks/{name}/macs` → `[MacRow]` (the switch's MAC table)
+//! - `GET /networks/{name}/flows` → [`FlowTable`] (live NAT flows, at most [`FLOWS_LIMIT`])
 //!
 //! Errors: a non-2xx status with [`ErrorBody`].
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -323,6 +325,58 @@ pub struct FlowCounts {
     pub udp: usize,
     /// ICMP echo flows.
     pub icmp: usize,
+}
+
+/// One entry of a network's MAC table (`GET /networks/{name}/macs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MacRow {
+    /// The MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac_address: String,
+    /// The endpoint's name; `_gateway` for the gateway, `uplink` for an uplink port, `-` for
+    /// a port no endpoint owns.
+    pub endpoint: String,
+    /// The switch port id.
+    pub port: u32,
+    /// Pinned (bound at connect, never aged or moved): container MACs and the gateway's.
+    pub static_entry: bool,
+    /// Seconds since a frame from it was last seen; `null` for static entries.
+    pub age: Option<u64>,
+}
+
+/// At most this many flows are listed per `GET /networks/{name}/flows`.
+pub const FLOWS_LIMIT: usize = 100_000;
+
+/// Reply of `GET /networks/{name}/flows`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FlowTable {
+    /// The flows, in no particular order.
+    pub flows: Vec<FlowRow>,
+    /// True when the network had more than [`FLOWS_LIMIT`] flows and the rest were left out.
+    pub truncated: bool,
+}
+
+/// One live NAT flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FlowRow {
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: nat::FlowProtocol,
+    /// The container's address and port (`[v6]:port` for IPv6; ICMP: the echo identifier).
+    pub container: SocketAddr,
+    /// The remote side as the container addresses it (ICMP: port 0); for a published
+    /// port, the client as the container sees it.
+    pub remote: SocketAddr,
+    /// TCP: `DIALING` (the host connection is pending) or smoltcp's state name
+    /// (`ESTABLISHED`, `FIN-WAIT-1`, ...); UDP and ICMP: `active`.
+    pub state: String,
+    /// Seconds since the flow was opened.
+    pub age: u64,
+    /// Payload bytes from the container to the remote side.
+    pub bytes_to_remote: u64,
+    /// Payload bytes from the remote side to the container.
+    pub bytes_to_container: u64,
 }
 
 #[cfg(test)]

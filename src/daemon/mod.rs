@@ -23,7 +23,9 @@ pub(crate) mod inputs;
 mod names;
 mod networks;
 mod ports;
+mod tables;
 pub(crate) use ports::same_host_port;
+pub use tables::{flows, macs};
 mod views;
 
 /// Default link MTU.

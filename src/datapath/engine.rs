@@ -18,7 +18,7 @@ use switch::{FrameSummary, GATEWAY, Network, NetworkConfig, PortId, PortRole, Ve
 
 use super::guard::{Health, guarded, test_panic_ethertype};
 use super::ports::Ports;
-use super::{Command, RX_BATCH, Snapshot};
+use super::{Command, MacEntry, RX_BATCH, Snapshot};
 
 /// Largest frame: a 64 KiB GSO frame plus Ethernet/VLAN headers and the virtio-net header.
 const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65535;
@@ -45,6 +45,8 @@ pub(super) struct Engine {
     gw_buf: Vec<u8>,
     /// Shared with the control plane.
     health: Arc<Health>,
+    /// Tick 0 of the MAC table's clock (seconds since then).
+    start: Instant,
     /// Flow memory freed since the allocator last returned memory, and when that was.
     released: usize,
     last_trim: Instant,
@@ -71,6 +73,7 @@ impl Engine {
             flood: Vec::with_capacity(64),
             gw_buf: vec![0; FRAME_BUF],
             health,
+            start: Instant::now(),
             released: 0,
             last_trim: Instant::now(),
             test_panic_ethertype: test_panic_ethertype(),
@@ -83,7 +86,7 @@ impl Engine {
         wake: &EventFd,
         commands: &mpsc::Receiver<Command>,
     ) {
-        let start = Instant::now();
+        let start = self.start;
         let mut last_age = 0;
         let mut rx = vec![0u8; FRAME_BUF];
         let mut events = [EpollEvent::empty(); 64];
@@ -254,6 +257,23 @@ impl Engine {
                     mac_entries: self.net.mac_table().len(),
                     nat: self.nat.stats(),
                 });
+            }
+            Command::Macs { reply } => {
+                let now = self.start.elapsed().as_secs();
+                let net = &self.net;
+                let entries = net
+                    .mac_table()
+                    .iter_aged(now)
+                    .map(|(mac, port, age)| MacEntry {
+                        mac,
+                        port,
+                        age,
+                        uplink: matches!(net.role(port), Some(PortRole::Uplink)),
+                    });
+                let _ = reply.send(entries.collect());
+            }
+            Command::Flows { limit, reply } => {
+                let _ = reply.send(self.nat.flows(limit));
             }
             Command::Stop => return false,
         }

@@ -38,7 +38,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
-use nat::{DnsView, Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
+use nat::{DnsView, FlowInfo, Gateway, GatewayCounters, Nat, NatStats, Protocol, Publish};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use switch::{NetworkConfig, PortCounters, PortId, PortRole};
@@ -97,6 +97,18 @@ pub enum Command {
         /// The snapshot.
         reply: oneshot::Sender<Snapshot>,
     },
+    /// List the MAC table.
+    Macs {
+        /// Every entry.
+        reply: oneshot::Sender<Vec<MacEntry>>,
+    },
+    /// List live NAT flows.
+    Flows {
+        /// At most this many.
+        limit: usize,
+        /// The flows, and false when some were left out for the limit.
+        reply: oneshot::Sender<(Vec<FlowInfo>, bool)>,
+    },
     /// End the thread (ports are closed; persistent TAPs stay in the containers).
     Stop,
 }
@@ -112,6 +124,20 @@ pub struct Snapshot {
     pub mac_entries: usize,
     /// NAT flows and counters.
     pub nat: NatStats,
+}
+
+/// One MAC table entry.
+#[derive(Clone, Copy, Debug)]
+pub struct MacEntry {
+    /// The MAC address.
+    pub mac: switch::Mac,
+    /// The port it lives behind.
+    pub port: PortId,
+    /// Seconds since a frame from it was last seen (`None` for pinned entries: container
+    /// MACs and the gateway's).
+    pub age: Option<u64>,
+    /// Whether that port is an uplink (a trunk of many MACs).
+    pub uplink: bool,
 }
 
 /// The control plane's handle on a data path thread.
@@ -276,6 +302,30 @@ impl Datapath {
     /// When the thread is gone.
     pub async fn snapshot(&self) -> Result<Snapshot, crate::error::Error> {
         self.request(|reply| Command::Snapshot { reply }).await
+    }
+
+    /// Asks for the MAC table without waiting (the caller awaits the answer after
+    /// releasing the daemon's lock).
+    ///
+    /// # Errors
+    /// When the thread is gone.
+    pub fn request_macs(&self) -> Result<oneshot::Receiver<Vec<MacEntry>>, crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Macs { reply })?;
+        Ok(rx)
+    }
+
+    /// Asks for at most `limit` live NAT flows without waiting (see [`Self::request_macs`]).
+    ///
+    /// # Errors
+    /// When the thread is gone.
+    pub fn request_flows(
+        &self,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<(Vec<FlowInfo>, bool)>, crate::error::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flows { limit, reply })?;
+        Ok(rx)
     }
 
     /// Asks for the current counters without waiting: the caller awaits the answer (a

@@ -186,6 +186,15 @@ impl MacTable {
     pub fn iter(&self) -> impl Iterator<Item = (Mac, PortId, bool)> + '_ {
         self.map.iter().map(|(k, e)| (mac_of(*k), e.port, e.pinned))
     }
+
+    /// Every entry as `(mac, port, age)` at tick `now`, in no particular order; the age of a
+    /// pinned entry is `None` (it never ages).
+    pub fn iter_aged(&self, now: Tick) -> impl Iterator<Item = (Mac, PortId, Option<Tick>)> + '_ {
+        self.map.iter().map(move |(k, e)| {
+            let age = (!e.pinned).then(|| now.saturating_sub(e.last_seen));
+            (mac_of(*k), e.port, age)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +220,21 @@ mod tests {
         let mut all: Vec<_> = t.iter().collect();
         all.sort();
         assert_eq!(all, vec![(A, P1, false), (B, P2, false)]);
+    }
+
+    #[test]
+    fn ages_count_from_the_last_frame_and_pinned_entries_have_none() {
+        let mut t = MacTable::new(8);
+        t.learn(A, P1, 10);
+        t.learn(B, P2, 10);
+        t.learn(A, P1, 30);
+        t.pin(C, P2).unwrap();
+        let mut all: Vec<_> = t.iter_aged(45).collect();
+        all.sort();
+        assert_eq!(
+            all,
+            vec![(A, P1, Some(15)), (B, P2, Some(35)), (C, P2, None)]
+        );
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Tcp {
             tcp.set_seq_number(tcp.seq_number() + n);
         }
         flow.last = ctx.now;
+        flow.to_remote += n as u64;
         ctx.counters.tcp_direct_bytes += n as u64;
         super::buffers::grow_rx(ctx, sock, 0, &mut flow.rx_rate, n);
         self.poll_flow(ctx, h, Some(&buf), sink);

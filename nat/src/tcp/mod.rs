@@ -75,7 +75,7 @@ pub(crate) use local::MAX_PER_ENDPOINT as MAX_LOCAL_PER_ENDPOINT;
 
 use crate::ctx::Ctx;
 use crate::device::{OneShot, Sink};
-use crate::flow::{FlowKey, Handle, Keys, Owner, PerEndpoint, Table};
+use crate::flow::{FlowInfo, FlowKey, FlowProtocol, Handle, Keys, Owner, PerEndpoint, Table};
 use crate::timer::Timers;
 
 /// A message received on a local-service connection, for the engine to answer.
@@ -143,6 +143,12 @@ pub(crate) struct TcpFlow {
     last: Instant,
     /// How fast the container's data drains to the host (receive-buffer growth).
     rx_rate: buffers::Rate,
+    /// When the flow was made.
+    opened: Instant,
+    /// Payload bytes written to the host socket.
+    to_remote: u64,
+    /// Payload bytes read from the host socket into the container's stream.
+    to_container: u64,
 }
 
 /// TCP flows of one network and the smoltcp interface that terminates them.
@@ -217,6 +223,31 @@ impl Tcp {
     /// Live flows (outbound, published and local).
     pub(crate) fn live(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Up to `limit` live NAT flows into `out` (connections to the gateway's own DNS service
+    /// are not NAT flows and are left out); false if some were left out for the limit.
+    pub(crate) fn list(&self, now: Instant, limit: usize, out: &mut Vec<FlowInfo>) -> bool {
+        for (_, f) in self.flows.iter() {
+            let Far::Host(host) = &f.far else { continue };
+            if out.len() >= limit {
+                return false;
+            }
+            let state = match host.phase {
+                Phase::Dialing { .. } => "DIALING",
+                Phase::Open => state_name(f.conn.sock().state()),
+            };
+            out.push(FlowInfo {
+                protocol: FlowProtocol::Tcp,
+                container: f.key.container,
+                remote: f.key.peer,
+                state,
+                age: now.saturating_duration_since(f.opened),
+                to_remote: f.to_remote,
+                to_container: f.to_container,
+            });
+        }
+        true
     }
 
     /// (flows, 4-tuple index entries, table slots, timer entries): what churn must not grow.
@@ -504,6 +535,8 @@ impl Tcp {
                 }
                 let queued = sock.recv_queue();
                 let p = pump_host(sock, host);
+                flow.to_remote += p.to_host as u64;
+                flow.to_container += p.to_container as u64;
                 if host.host_writable {
                     buffers::grow_rx(ctx, sock, queued, &mut flow.rx_rate, p.to_host);
                 }
@@ -566,6 +599,9 @@ impl Tcp {
             far,
             last: ctx.now,
             rx_rate: buffers::Rate::new(ctx.now),
+            opened: ctx.now,
+            to_remote: 0,
+            to_container: 0,
         };
         let h = self.flows.insert(flow);
         if let Some(TcpFlow {
@@ -706,6 +742,23 @@ fn pump_host(sock: &mut Socket<'_>, host: &mut HostSide) -> Pumped {
         to_host,
         done,
         reset: !clean,
+    }
+}
+
+/// smoltcp's name of a TCP state (its `Display`, without formatting).
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Closed => "CLOSED",
+        State::Listen => "LISTEN",
+        State::SynSent => "SYN-SENT",
+        State::SynReceived => "SYN-RECEIVED",
+        State::Established => "ESTABLISHED",
+        State::FinWait1 => "FIN-WAIT-1",
+        State::FinWait2 => "FIN-WAIT-2",
+        State::CloseWait => "CLOSE-WAIT",
+        State::Closing => "CLOSING",
+        State::LastAck => "LAST-ACK",
+        State::TimeWait => "TIME-WAIT",
     }
 }
 
