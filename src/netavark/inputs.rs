@@ -84,21 +84,11 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
-/// The network name doubles as the vswitchd network name and URL path segment.
+/// The network name doubles as the vswitchd network name and URL path segment, so it
+/// follows the daemon's own rule.
 pub fn check_name(name: &str) -> Result<(), PluginError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(PluginError::Invalid(format!(
-            "invalid network name {name:.64?} for vswitchd: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit"
-        )))
-    }
+    crate::daemon::inputs::validate_name("network name", name)
+        .map_err(|e| PluginError::Invalid(e.to_string()))
 }
 
 /// The address if it is IPv4.
