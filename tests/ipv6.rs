@@ -578,6 +578,12 @@ fn published_ports_listen_on_ipv6_and_show_the_real_client() {
         "IPv4 client: {}",
         w.why(&r)
     );
+    // Withdrawing the mapping closes both host sockets.
+    w.ctl_ok(&["port", "rm", NET, "web", "8080:80"]);
+    assert!(
+        wait_until(5, || !listening_on(&w.world, "tcp", "*", 8080)),
+        "a listener on 8080 survived port rm"
+    );
     drop(c1);
 }
 

@@ -19,29 +19,38 @@ pub(crate) fn same_host_port(a: &PortMapping, b: &PortMapping) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
 }
 
-/// The host sockets a mapping listens on, each with the container address it leads to: its
-/// host address to the container's address of that family; an unspecified IPv4 host
-/// address (the default) on a dual-stack network also listens on `[::]` for the IPv6 one.
+/// The host sockets a mapping listens on: its own host address, and with an unspecified
+/// IPv4 host address (the default) on a dual-stack network also `[::]`. The one rule both
+/// publishing and withdrawing follow.
+fn host_sides(m: &PortMapping, dual_stack: bool) -> Vec<PortMapping> {
+    let mut hosts = vec![*m];
+    if dual_stack && m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        hosts.push(PortMapping {
+            host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ..*m
+        });
+    }
+    hosts
+}
+
+/// Each host side of a mapping ([`host_sides`]) with the container address of its family
+/// it leads to.
 fn listeners(
     m: &PortMapping,
     ip: Ipv4Addr,
     ip6: Option<Ipv6Addr>,
 ) -> Result<Vec<(PortMapping, IpAddr)>, Error> {
-    match (m.host_ip, ip6) {
-        (IpAddr::V4(a), Some(ip6)) if a.is_unspecified() => {
-            let v6 = PortMapping {
-                host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                ..*m
-            };
-            Ok(vec![(*m, IpAddr::V4(ip)), (v6, IpAddr::V6(ip6))])
-        }
-        (IpAddr::V4(_), _) => Ok(vec![(*m, IpAddr::V4(ip))]),
-        (IpAddr::V6(_), Some(ip6)) => Ok(vec![(*m, IpAddr::V6(ip6))]),
-        (IpAddr::V6(a), None) => Err(Error::Invalid(format!(
-            "cannot publish on [{a}]:{}: the network has no IPv6 (create it with --ipv6)",
-            m.host_port
-        ))),
-    }
+    host_sides(m, ip6.is_some())
+        .into_iter()
+        .map(|h| match (h.host_ip, ip6) {
+            (IpAddr::V4(_), _) => Ok((h, IpAddr::V4(ip))),
+            (IpAddr::V6(_), Some(ip6)) => Ok((h, IpAddr::V6(ip6))),
+            (IpAddr::V6(a), None) => Err(Error::Invalid(format!(
+                "cannot publish on [{a}]:{}: the network has no IPv6 (create it with --ipv6)",
+                m.host_port
+            ))),
+        })
+        .collect()
 }
 
 /// Binds the host side of a mapping (non-blocking), with a one-line reason on failure. An
@@ -136,12 +145,7 @@ impl Daemon {
                 container_ip: to,
             };
             if let Err(e) = live.datapath.add_publish(publish, fd).await {
-                for h in done {
-                    let _ = live
-                        .datapath
-                        .remove_publish(SocketAddr::new(h.host_ip, h.host_port), h.protocol)
-                        .await;
-                }
+                withdraw(live, &done).await;
                 return Err(e);
             }
             tracing::info!(network, to = %to, mapping = %host, "port published");
@@ -152,15 +156,13 @@ impl Daemon {
 
     /// Stops carrying a mapping (its host sockets are closed).
     pub(super) async fn unpublish_one(&self, network: &str, m: PortMapping) {
-        let Some(live) = self.live.get(network) else {
-            return;
-        };
-        let mut hosts = vec![SocketAddr::new(m.host_ip, m.host_port)];
-        if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
-            hosts.push(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), m.host_port));
-        }
-        for host in hosts {
-            let _ = live.datapath.remove_publish(host, m.protocol).await;
+        let dual_stack = self
+            .state
+            .networks
+            .get(network)
+            .is_some_and(|n| n.pool6.is_some());
+        if let Some(live) = self.live.get(network) {
+            withdraw(live, &host_sides(&m, dual_stack)).await;
         }
     }
 
@@ -293,5 +295,13 @@ impl Daemon {
             .get(network)
             .ok_or_else(|| Error::Datapath(network.to_string()))?;
         Ok(super::views::nat_view(&live.datapath.snapshot().await?.nat))
+    }
+}
+
+/// Stops serving these host sides of published ports.
+async fn withdraw(live: &super::Live, hosts: &[PortMapping]) {
+    for h in hosts {
+        let host = SocketAddr::new(h.host_ip, h.host_port);
+        let _ = live.datapath.remove_publish(host, h.protocol).await;
     }
 }
