@@ -17,7 +17,7 @@ use netns_helper::NsId;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::api::types::PortMapping;
-use crate::daemon::inputs::{check_mac, check_mtu, validate_name};
+use crate::daemon::inputs::{check_ifname, check_mac, check_mtu, validate_name};
 use crate::error::one_line;
 
 pub mod journal;
@@ -377,22 +377,6 @@ fn check_id(id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("id {id:.80?} is not 64 hex digits"))
-    }
-}
-
-/// A Linux interface name: 1–15 bytes, no `/`, `:`, whitespace or NUL.
-fn check_ifname(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("interface name {name:.80?} is not valid"))
     }
 }
 

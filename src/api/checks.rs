@@ -11,7 +11,7 @@ use ipam::{Ipv4Net, Ipv6Net, MacAddr, Subnet6Config, SubnetConfig};
 use serde::de::DeserializeOwned;
 
 use super::types::{Connect, Disconnect, NetworkCreate, PortMapping, PortRequest};
-use crate::daemon::inputs::{check_mtu, parse_mac, parse_options, validate_name};
+use crate::daemon::inputs::{check_ifname, check_mtu, parse_mac, parse_options, validate_name};
 use crate::error::Error;
 
 /// Largest request body the API reads; longer ones get 413.
@@ -163,24 +163,6 @@ pub fn check_disconnect(req: &Disconnect) -> Result<(), Error> {
 pub fn check_port(req: &PortRequest) -> Result<PortMapping, Error> {
     check_container(&req.container)?;
     req.publish.parse().map_err(Error::Invalid)
-}
-
-/// An interface name for inside a container: 1-15 of `[A-Za-z0-9_.-]` (the kernel's limit
-/// is 15 bytes), not `.` or `..`.
-fn check_ifname(ifname: &str) -> Result<(), Error> {
-    let ok = (1..=15).contains(&ifname.len())
-        && ifname != "."
-        && ifname != ".."
-        && ifname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid interface name {ifname:.64?}: use 1-15 of [A-Za-z0-9_.-], not . or .."
-        )))
-    }
 }
 
 /// A container reference: a name, an id, a PID or a path; never empty, at most 4096 bytes.

@@ -26,6 +26,24 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), Error> {
     }
 }
 
+/// An interface name for inside a container: 1-15 of `[A-Za-z0-9_.-]` (the kernel's limit
+/// is 15 bytes), not `.` or `..`.
+pub(crate) fn check_ifname(ifname: &str) -> Result<(), Error> {
+    let ok = (1..=15).contains(&ifname.len())
+        && ifname != "."
+        && ifname != ".."
+        && ifname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid interface name {ifname:.64?}: use 1-15 of [A-Za-z0-9_.-], not . or .."
+        )))
+    }
+}
+
 /// Checks a link MTU: 68..=65520.
 pub(crate) fn check_mtu(mtu: u32) -> Result<u32, Error> {
     if (68..=65520).contains(&mtu) {
