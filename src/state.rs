@@ -266,8 +266,13 @@ impl State {
 impl NetworkState {
     /// Gives back the addresses (both families) `ep` leased.
     pub fn release(&mut self, ep: &EndpointState) {
-        self.pool.release(ep.ip);
-        if let (Some(pool6), Some(ip6)) = (&mut self.pool6, ep.ip6) {
+        self.release_addrs(ep.ip, ep.ip6);
+    }
+
+    /// Gives back an IPv4 lease and, on a dual-stack network, an IPv6 one.
+    pub fn release_addrs(&mut self, ip: Ipv4Addr, ip6: Option<Ipv6Addr>) {
+        self.pool.release(ip);
+        if let (Some(pool6), Some(ip6)) = (&mut self.pool6, ip6) {
             pool6.release(ip6);
         }
     }

@@ -312,10 +312,7 @@ impl Daemon {
 
     fn release(&mut self, network: &str, ip: Ipv4Addr, ip6: Option<Ipv6Addr>) {
         if let Some(net) = self.state.networks.get_mut(network) {
-            net.pool.release(ip);
-            if let (Some(pool6), Some(ip6)) = (&mut net.pool6, ip6) {
-                pool6.release(ip6);
-            }
+            net.release_addrs(ip, ip6);
         }
     }
 

@@ -239,10 +239,7 @@ impl Daemon {
             let mut state = self.state.clone();
             for p in self.pending.values() {
                 if let Some(net) = state.networks.get_mut(&p.network) {
-                    net.pool.release(p.ip);
-                    if let (Some(pool6), Some(ip6)) = (&mut net.pool6, p.ip6) {
-                        pool6.release(ip6);
-                    }
+                    net.release_addrs(p.ip, p.ip6);
                 }
             }
             let r = self.journal.compact(&mut state);
