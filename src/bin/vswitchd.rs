@@ -14,11 +14,12 @@ use vswitchd::daemon::{Config, DEFAULT_MTU, Daemon};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
-    /// Serve this network, creating it if it is new (with SUBNET, or the next free subnet of
-    /// Docker's default pools). Repeatable. Networks already in the state directory are
-    /// always served; with none given and none in the state, "bridge" 172.17.0.0/16 is
+    /// Serve this network, creating it if it is new (with V4CIDR, or the next free subnet of
+    /// Docker's default pools; an IPv6 subnet after a comma makes it dual stack, e.g.
+    /// net=10.60.0.0/24,fd00:60::/64). Repeatable. Networks already in the state directory
+    /// are always served; with none given and none in the state, "bridge" 172.17.0.0/16 is
     /// created.
-    #[arg(long = "network", value_name = "NAME[=SUBNET]")]
+    #[arg(long = "network", value_name = "NAME[=V4CIDR[,V6CIDR]]")]
     networks: Vec<String>,
     /// State directory [default: $XDG_STATE_HOME/vswitchd, or /var/lib/vswitchd as root].
     #[arg(long, value_name = "DIR")]
