@@ -20,6 +20,7 @@
 //! - [`cli`]: `vswitchctl`'s verbs and output formatting;
 //! - [`run`]: `vswitchctl run`, a command in a fresh namespace attached to networks;
 //! - [`metrics`]: the Prometheus text at `GET /metrics` (API socket and `--metrics-addr`);
+//! - [`slirp`]: the slirp4netns drop-in (`vswitchd` run as `slirp4netns`);
 //! - [`netavark`]: the netavark plugin (`netavark-plugin-vswitch`), a client of the API;
 //! - [`error`]: errors with the value at fault, mapped to HTTP status and exit codes.
 //!
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod netavark;
 pub mod run;
 pub mod sandbox;
+pub mod slirp;
 pub mod state;
 
 /// Default paths: `$XDG_STATE_HOME/vswitchd` or `/var/lib/vswitchd` as root, and

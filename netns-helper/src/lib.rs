@@ -13,10 +13,12 @@
 //! - [`tap`]: create or re-open the container's TAP with the virtio-net header and offloads;
 //! - [`netlink`]: address, MTU, MAC, routes and link state through rtnetlink messages;
 //! - [`fdpass`]: the request/reply channel and fd passing;
+//! - [`named`]: open a TAP by name, as slirp4netns does (the drop-in's way in);
 //! - [`fresh`]: the child process of `vswitchctl run`, in its own new namespaces.
 
 pub mod fdpass;
 pub mod fresh;
+pub mod named;
 pub mod netlink;
 pub mod ns;
 pub mod tap;
@@ -54,6 +56,8 @@ pub enum Request {
         /// The interface to remove.
         ifname: String,
     },
+    /// Open (or create, not persistent) a TAP by name, as slirp4netns does.
+    OpenTap(named::TapSpec),
 }
 
 /// Everything needed to give a container its `ethN`.
@@ -106,6 +110,15 @@ pub enum Reply {
         ns_id: NsId,
         /// Whether the default route now points at this interface's gateway.
         default_route: bool,
+    },
+    /// The named TAP is open; its fd travels with this reply.
+    TapOpened {
+        /// Its name.
+        ifname: String,
+        /// Its MAC address (after `-c`'s `--macaddress`, if any).
+        mac: [u8; 6],
+        /// Whether it was created (false: it existed and was attached to).
+        created: bool,
     },
     /// Detach done.
     Detached {
@@ -226,6 +239,10 @@ pub(crate) fn handle(request: Request) -> (Reply, Option<OwnedFd>) {
             ifname,
         } => match detach(&netns, ns_id, &ifname) {
             Ok(removed) => (Reply::Detached { removed }, None),
+            Err(e) => (Reply::Failed(e), None),
+        },
+        Request::OpenTap(spec) => match named::open(&spec) {
+            Ok((reply, fd)) => (reply, Some(fd)),
             Err(e) => (Reply::Failed(e), None),
         },
     }

@@ -109,6 +109,26 @@ impl NetnsFile {
     }
 }
 
+/// Joins the user namespace at `path` (slirp4netns's `--userns-path`), unless it is the one
+/// we are in already (joining one's own user namespace is refused by the kernel).
+///
+/// # Errors
+/// [`HelperError::Enter`] with the reason (missing file, not a user namespace, refused).
+pub fn enter_userns(path: &Path) -> Result<(), HelperError> {
+    if crate::named::is_own_userns(path) {
+        return Ok(());
+    }
+    let fail = |reason: String| HelperError::Enter {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    setns(file.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| match e {
+        Errno::EINVAL => fail("not a user namespace".into()),
+        e => fail(e.desc().to_string()),
+    })
+}
+
 /// Moves the calling (single-threaded) process into new user, network, mount and UTS
 /// namespaces, mapping uid and gid 0 inside to the caller's effective ids outside (as
 /// `unshare -Ur` does). Mounts are made private so later bind mounts stay inside.

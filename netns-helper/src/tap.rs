@@ -24,6 +24,9 @@ pub enum Mode {
     Create,
     /// Attach to the existing persistent device of that name.
     Reopen,
+    /// Create a new device that is not persistent: it disappears with its last fd (the
+    /// slirp4netns drop-in's TAP).
+    CreateTransient,
 }
 
 /// Offloads the daemon accepts from the container: partial checksums and TSO for IPv4/IPv6.
@@ -63,7 +66,7 @@ pub fn open(name: &str, mode: Mode) -> Result<OwnedFd, HelperError> {
         *dst = *src as libc::c_char;
     }
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
-    if mode == Mode::Create {
+    if mode != Mode::Reopen {
         flags |= libc::IFF_TUN_EXCL;
     }
     ifr.ifr_ifru.ifru_flags = flags as libc::c_short;

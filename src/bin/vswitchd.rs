@@ -107,6 +107,10 @@ fn main() {
         }
         netns_helper::helper_main();
     }
+    let mut argv = std::env::args_os();
+    if vswitchd::slirp::invoked_as_slirp4netns(argv.next().as_deref()) {
+        vswitchd::slirp::main(argv);
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -193,7 +197,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             udp_timeout: std::time::Duration::from_secs(args.udp_timeout),
             connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
             dns: nat::DnsConfig {
-                upstreams: upstreams(&args.dns),
+                upstreams: vswitchd::daemon::upstreams(&args.dns),
                 timeout: std::time::Duration::from_secs(args.dns_timeout),
             },
         };
@@ -303,28 +307,6 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// The resolvers names are relayed to: `--dns`, or the nameservers of /etc/resolv.conf
 /// (either family; relaying to an IPv6 resolver goes out over IPv6).
-fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
-    let from_file;
-    let ips: &[std::net::IpAddr] = if given.is_empty() {
-        from_file = std::fs::read_to_string("/etc/resolv.conf")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|ip| ip.trim().parse().ok())
-            .collect::<Vec<std::net::IpAddr>>();
-        &from_file
-    } else {
-        given
-    };
-    let all: Vec<std::net::SocketAddr> = ips
-        .iter()
-        .map(|ip| std::net::SocketAddr::new(*ip, 53))
-        .collect();
-    if all.is_empty() {
-        tracing::warn!("no upstream DNS resolver: names other than containers' get SERVFAIL");
-    }
-    all
-}
 
 /// Holds an exclusive lock on the state directory so two daemons never share it.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {

@@ -203,3 +203,28 @@ pub(crate) fn split_network_subnets(
     }
     Ok((v4, v6))
 }
+
+/// The upstream resolvers: `given` (`--dns`), or else the nameservers of /etc/resolv.conf,
+/// on port 53. None is logged once: names other than containers' then get SERVFAIL.
+pub fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
+    let from_file;
+    let ips: &[std::net::IpAddr] = if given.is_empty() {
+        from_file = std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .collect::<Vec<std::net::IpAddr>>();
+        &from_file
+    } else {
+        given
+    };
+    let all: Vec<std::net::SocketAddr> = ips
+        .iter()
+        .map(|ip| std::net::SocketAddr::new(*ip, 53))
+        .collect();
+    if all.is_empty() {
+        tracing::warn!("no upstream DNS resolver: names other than containers' get SERVFAIL");
+    }
+    all
+}

@@ -22,10 +22,11 @@ pub use endpoints::{REAP_EVERY, connect, disconnect, reap};
 pub(crate) mod inputs;
 mod names;
 mod networks;
-mod ports;
+pub(crate) mod ports;
 mod tables;
 pub(crate) use ports::same_host_port;
 pub use tables::{flows, macs};
+pub use inputs::upstreams;
 mod views;
 
 /// Default link MTU.

@@ -55,7 +55,7 @@ fn listeners(
 
 /// Binds the host side of a mapping (non-blocking), with a one-line reason on failure. An
 /// IPv6 socket is IPv6-only: the IPv4 side has its own socket.
-fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
+pub(crate) fn bind(m: &PortMapping) -> Result<OwnedFd, Error> {
     let addr = SocketAddr::new(m.host_ip, m.host_port);
     let what = format!("{addr}/{}", m.protocol);
     let fail = |e: std::io::Error| match e.raw_os_error() {
