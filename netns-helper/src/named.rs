@@ -128,7 +128,10 @@ fn link_mac(ifname: &str) -> Result<[u8; 6], HelperError> {
 /// Whether `path` names the user namespace we are already in.
 pub(crate) fn is_own_userns(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), std::fs::metadata("/proc/self/ns/user")) {
+    match (
+        std::fs::metadata(path),
+        std::fs::metadata("/proc/self/ns/user"),
+    ) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }

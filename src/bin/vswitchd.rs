@@ -305,9 +305,6 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The resolvers names are relayed to: `--dns`, or the nameservers of /etc/resolv.conf
-/// (either family; relaying to an IPv6 resolver goes out over IPv6).
-
 /// Holds an exclusive lock on the state directory so two daemons never share it.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     let path = dir.join("lock");

@@ -204,8 +204,9 @@ pub(crate) fn split_network_subnets(
     Ok((v4, v6))
 }
 
-/// The upstream resolvers: `given` (`--dns`), or else the nameservers of /etc/resolv.conf,
-/// on port 53. None is logged once: names other than containers' then get SERVFAIL.
+/// The resolvers names are relayed to: `given` (`--dns`), or else the nameservers of
+/// /etc/resolv.conf (either family; relaying to an IPv6 resolver goes out over IPv6), on
+/// port 53. None is logged once: names other than containers' then get SERVFAIL.
 pub fn upstreams(given: &[std::net::IpAddr]) -> Vec<std::net::SocketAddr> {
     let from_file;
     let ips: &[std::net::IpAddr] = if given.is_empty() {

@@ -24,9 +24,9 @@ mod names;
 mod networks;
 pub(crate) mod ports;
 mod tables;
+pub use inputs::upstreams;
 pub(crate) use ports::same_host_port;
 pub use tables::{flows, macs};
-pub use inputs::upstreams;
 mod views;
 
 /// Default link MTU.

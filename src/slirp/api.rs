@@ -248,8 +248,7 @@ impl Forwards {
                 json!({"return": {"entries": entries}, "entries": entries}).to_string()
             }
             Request::Remove { id } => {
-                let failed =
-                    || error("bad request: remove_hostfwd: slirp_remove_hostfwd failed");
+                let failed = || error("bad request: remove_hostfwd: slirp_remove_hostfwd failed");
                 let Some(f) = table.entries.get(&id).copied() else {
                     return failed();
                 };
@@ -368,7 +367,10 @@ mod tests {
             Ok(Request::List)
         );
         assert_eq!(
-            parse_request(br#"{"execute":"remove_hostfwd","arguments":{"id":3}}"#, net()),
+            parse_request(
+                br#"{"execute":"remove_hostfwd","arguments":{"id":3}}"#,
+                net()
+            ),
             Ok(Request::Remove { id: 3 })
         );
     }
@@ -379,26 +381,78 @@ mod tests {
         let cases: Vec<(String, &str)> = vec![
             ("{".into(), "bad request: cannot parse JSON"),
             ("[1,2]".into(), "bad request: json_object() failed"),
-            (r#"{"arguments":{}}"#.into(), "bad request: no execute found"),
+            (
+                r#"{"arguments":{}}"#.into(),
+                "bad request: no execute found",
+            ),
             (r#"{"execute":7}"#.into(), "bad request: no execute found"),
-            (r#"{"execute":"reboot"}"#.into(), "bad request: unknown execute"),
-            (add(r#"{"host_port":1,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.proto"),
-            (add(r#"{"proto":"tcp6","host_port":1,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.proto"),
-            (add(r#"{"proto":"tcp","host_addr":"::","host_port":1,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_addr"),
-            (add(r#"{"proto":"tcp","guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_port"),
-            (add(r#"{"proto":"tcp","host_port":0,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_port"),
-            (add(r#"{"proto":"tcp","host_port":65536,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_port"),
-            (add(r#"{"proto":"tcp","host_port":"80","guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_port"),
-            (add(r#"{"proto":"tcp","host_port":1.5,"guest_port":1}"#), "bad request: add_hostfwd: bad arguments.host_port"),
-            (add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.3.1","guest_port":1}"#), "bad request: add_hostfwd: bad arguments.guest_addr"),
-            (add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.2.2","guest_port":1}"#), "bad request: add_hostfwd: bad arguments.guest_addr"),
-            (add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.2.255","guest_port":1}"#), "bad request: add_hostfwd: bad arguments.guest_addr"),
-            (add(r#"{"proto":"tcp","host_port":1}"#), "bad request: add_hostfwd: bad arguments.guest_port"),
-            (r#"{"execute":"remove_hostfwd","arguments":{"id":"1"}}"#.into(), "bad request: remove_hostfwd: bad arguments.id"),
-            (r#"{"execute":"remove_hostfwd"}"#.into(), "bad request: remove_hostfwd: bad arguments.id"),
+            (
+                r#"{"execute":"reboot"}"#.into(),
+                "bad request: unknown execute",
+            ),
+            (
+                add(r#"{"host_port":1,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.proto",
+            ),
+            (
+                add(r#"{"proto":"tcp6","host_port":1,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.proto",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_addr":"::","host_port":1,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_addr",
+            ),
+            (
+                add(r#"{"proto":"tcp","guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_port",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":0,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_port",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":65536,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_port",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":"80","guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_port",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":1.5,"guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.host_port",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.3.1","guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.guest_addr",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.2.2","guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.guest_addr",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":1,"guest_addr":"10.0.2.255","guest_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.guest_addr",
+            ),
+            (
+                add(r#"{"proto":"tcp","host_port":1}"#),
+                "bad request: add_hostfwd: bad arguments.guest_port",
+            ),
+            (
+                r#"{"execute":"remove_hostfwd","arguments":{"id":"1"}}"#.into(),
+                "bad request: remove_hostfwd: bad arguments.id",
+            ),
+            (
+                r#"{"execute":"remove_hostfwd"}"#.into(),
+                "bad request: remove_hostfwd: bad arguments.id",
+            ),
         ];
         for (body, want) in cases {
-            assert_eq!(parse_request(body.as_bytes(), net()), Err(want.to_string()), "{body}");
+            assert_eq!(
+                parse_request(body.as_bytes(), net()),
+                Err(want.to_string()),
+                "{body}"
+            );
         }
     }
 

@@ -10,7 +10,10 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 
 /// The first line of `--version`; callers look for `slirp4netns version`.
-pub const VERSION: &str = concat!("slirp4netns version 1.2.0+vswitchd.", env!("CARGO_PKG_VERSION"));
+pub const VERSION: &str = concat!(
+    "slirp4netns version 1.2.0+vswitchd.",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// `--help`: slirp4netns's usage, with every flag podman, rootlesskit and dockerd-rootless.sh
 /// probe for, and what the drop-in does differently.
@@ -64,11 +67,26 @@ host's loopback appears in the namespace as coming from net+2.";
 struct Raw {
     #[arg(short = 'c', long = "configure")]
     configure: bool,
-    #[arg(short = 'e', long = "exit-fd", value_name = "FD", allow_hyphen_values = true)]
+    #[arg(
+        short = 'e',
+        long = "exit-fd",
+        value_name = "FD",
+        allow_hyphen_values = true
+    )]
     exit_fd: Option<i64>,
-    #[arg(short = 'r', long = "ready-fd", value_name = "FD", allow_hyphen_values = true)]
+    #[arg(
+        short = 'r',
+        long = "ready-fd",
+        value_name = "FD",
+        allow_hyphen_values = true
+    )]
     ready_fd: Option<i64>,
-    #[arg(short = 'm', long = "mtu", value_name = "MTU", allow_hyphen_values = true)]
+    #[arg(
+        short = 'm',
+        long = "mtu",
+        value_name = "MTU",
+        allow_hyphen_values = true
+    )]
     mtu: Option<i64>,
     #[arg(long = "cidr", value_name = "CIDR")]
     cidr: Option<String>,
@@ -237,7 +255,11 @@ fn plan(raw: Raw) -> Result<Plan, String> {
         "tapfd" => {
             return Err("--netns-type=tapfd is not supported by the vswitchd drop-in".into());
         }
-        other => return Err(format!("unknown netns type: {other} (expected pid or path)")),
+        other => {
+            return Err(format!(
+                "unknown netns type: {other} (expected pid or path)"
+            ));
+        }
     };
     if let Some(u) = &raw.userns_path
         && !u.exists()
@@ -250,11 +272,16 @@ fn plan(raw: Raw) -> Result<Plan, String> {
         Some(m) => return Err(format!("MTU must be between 68 and 65520: {m}")),
     };
     if raw.enable_ipv6 && mtu < 1280 {
-        return Err(format!("MTU must be at least 1280 with --enable-ipv6: {mtu}"));
+        return Err(format!(
+            "MTU must be at least 1280 with --enable-ipv6: {mtu}"
+        ));
     }
     let cidr = parse_cidr(raw.cidr.as_deref().unwrap_or(DEFAULT_CIDR))?;
     let exit_fd = raw.exit_fd.map(|fd| check_fd("exit-fd", fd)).transpose()?;
-    let ready_fd = raw.ready_fd.map(|fd| check_fd("ready-fd", fd)).transpose()?;
+    let ready_fd = raw
+        .ready_fd
+        .map(|fd| check_fd("ready-fd", fd))
+        .transpose()?;
     if let Some(p) = &raw.api_socket {
         // sun_path holds 108 bytes with the terminating NUL.
         if p.as_os_str().len() >= 108 {
@@ -271,11 +298,7 @@ fn plan(raw: Raw) -> Result<Plan, String> {
         }
         Some(m) => Some(parse_mac(m)?),
     };
-    let outbound4 = raw
-        .outbound_addr
-        .as_deref()
-        .map(|s| outbound_v4(s))
-        .transpose()?;
+    let outbound4 = raw.outbound_addr.as_deref().map(outbound_v4).transpose()?;
     let outbound6 = match raw.outbound_addr6.as_deref() {
         None => None,
         Some(_) if !raw.enable_ipv6 => {
@@ -310,7 +333,9 @@ fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
         .parse()
         .map_err(|_| format!("invalid CIDR {s:?}: expected an IPv4 network such as 10.0.2.0/24"))?;
     if !(1..=25).contains(&net.prefix_len()) {
-        return Err(format!("invalid CIDR {s:?}: the prefix length must be 1..25"));
+        return Err(format!(
+            "invalid CIDR {s:?}: the prefix length must be 1..25"
+        ));
     }
     if net.addr() != net.network() {
         return Err(format!(
@@ -350,7 +375,8 @@ fn check_ifname(name: &str) -> Result<(), String> {
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("invalid MAC address {s:?}: expected six hex octets such as 02:00:00:00:00:01");
+    let bad =
+        || format!("invalid MAC address {s:?}: expected six hex octets such as 02:00:00:00:00:01");
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut mac {
@@ -401,8 +427,8 @@ fn outbound_v6(s: &str) -> Result<Ipv6Addr, String> {
 }
 
 fn interface_addrs(name: &str) -> Result<Vec<std::net::IpAddr>, String> {
-    let addrs = nix::ifaddrs::getifaddrs()
-        .map_err(|e| format!("cannot list interfaces: {}", e.desc()))?;
+    let addrs =
+        nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {}", e.desc()))?;
     let mut found = false;
     let mut out = Vec::new();
     for a in addrs.filter(|a| a.interface_name == name) {
@@ -415,7 +441,9 @@ fn interface_addrs(name: &str) -> Result<Vec<std::net::IpAddr>, String> {
         }
     }
     if !found {
-        return Err(format!("{name:?} is neither an IP address nor an interface"));
+        return Err(format!(
+            "{name:?} is neither an IP address nor an interface"
+        ));
     }
     Ok(out)
 }

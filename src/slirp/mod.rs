@@ -293,8 +293,8 @@ async fn wait_for_the_end(exit: Option<OwnedFd>) -> anyhow::Result<()> {
 
 /// Blocks until `fd` hangs up, errs or reaches end of file (data written to it is ignored).
 fn watch_exit_fd(fd: &OwnedFd) {
-    use std::os::fd::AsFd;
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
     let mut buf = [0u8; 64];
     loop {
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];

@@ -26,7 +26,13 @@ pub struct Upstream {
 impl Upstream {
     /// Starts the test resolver and waits until it listens on UDP and TCP.
     pub fn start(w: &NatWorld) -> Self {
-        let log = w.dir.path().join("dnsmasq.log");
+        Self::start_in(&w.servers, w.dir.path())
+    }
+
+    /// Starts the test resolver in `servers` (a SERVERS namespace wired to a world with
+    /// [`wire`]), logging to `dir`.
+    pub fn start_in(servers: &Netns, dir: &Path) -> Self {
+        let log = dir.join("dnsmasq.log");
         let filler = "x".repeat(200);
         let txt: String = (0..BIG_TXT_RECORDS)
             .map(|i| format!(" --txt-record=big.test,r{i}{filler}"))
@@ -37,10 +43,10 @@ impl Upstream {
              --bind-interfaces --port=53 --address=/fwd.test/{FWD_ADDR}{txt} 2>>{}",
             log.display()
         );
-        let bg = Bg::sh(&w.servers, &script);
+        let bg = Bg::sh(servers, &script);
         wait_for("dnsmasq to listen on 203.0.113.2:53", || {
-            listening_on(&w.servers, "udp", UPSTREAM_IP, 53)
-                && listening_on(&w.servers, "tcp", UPSTREAM_IP, 53)
+            listening_on(servers, "udp", UPSTREAM_IP, 53)
+                && listening_on(servers, "tcp", UPSTREAM_IP, 53)
         });
         Upstream { _bg: bg, log }
     }

@@ -72,106 +72,7 @@ impl NatWorld {
     /// it. Panics unless the world reaches both server addresses.
     pub fn start(args: &[&str]) -> Self {
         let servers = Netns::new("srv");
-        let srv = servers.name.clone();
-        let d = Daemon::start_prepared(args, None, bin("vswitchd"), |world| {
-            let w = world.name.as_str();
-            must(
-                "ip",
-                &[
-                    "-n", w, "link", "add", "w0", "type", "veth", "peer", "name", "s0", "netns",
-                    &srv,
-                ],
-            );
-            must(
-                "ip",
-                &["-n", w, "addr", "add", "198.51.100.1/24", "dev", "w0"],
-            );
-            must("ip", &["-n", w, "link", "set", "w0", "up"]);
-            must(
-                "ip",
-                &["-n", &srv, "addr", "add", "198.51.100.2/24", "dev", "s0"],
-            );
-            must(
-                "ip",
-                &["-n", &srv, "addr", "add", "203.0.113.2/24", "dev", "s0"],
-            );
-            must("ip", &["-n", &srv, "link", "set", "s0", "up"]);
-            must(
-                "ip",
-                &[
-                    "-n",
-                    w,
-                    "route",
-                    "add",
-                    "203.0.113.0/24",
-                    "via",
-                    "198.51.100.2",
-                ],
-            );
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    w,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ping_group_range=0 2147483647",
-                ],
-            );
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &srv,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ],
-            );
-            // The same over IPv6 (addresses without DAD, so they are usable at once).
-            for (ns, dev, addr) in [
-                (w, "w0", "2001:db8:1::1/64"),
-                (srv.as_str(), "s0", "2001:db8:1::2/64"),
-                (srv.as_str(), "s0", "2001:db8:2::2/64"),
-            ] {
-                must(
-                    "ip",
-                    &["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"],
-                );
-            }
-            must(
-                "ip",
-                &[
-                    "-n",
-                    w,
-                    "-6",
-                    "route",
-                    "add",
-                    "2001:db8:2::/64",
-                    "via",
-                    SERVER6,
-                ],
-            );
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &srv,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.forwarding=1",
-                ],
-            );
-            assert!(
-                wait_until(10, || world.ping(FAR_IP)
-                    && world.ping(SERVER_IP)
-                    && world.ping(FAR6)),
-                "fixture: the world does not reach the servers namespace"
-            );
-        });
+        let d = Daemon::start_prepared(args, None, bin("vswitchd"), |world| wire(world, &servers));
         NatWorld { d, servers }
     }
 
@@ -203,6 +104,108 @@ impl NatWorld {
     pub fn plain_log(&self) -> String {
         strip_ansi(&self.log())
     }
+}
+
+/// Wires a fresh world namespace to SERVERS (the layout at the top of this file) and waits
+/// until the world reaches both server addresses (panics otherwise).
+pub fn wire(world: &Netns, servers: &Netns) {
+    let srv = servers.name.clone();
+    let w = world.name.as_str();
+    must(
+        "ip",
+        &[
+            "-n", w, "link", "add", "w0", "type", "veth", "peer", "name", "s0", "netns", &srv,
+        ],
+    );
+    must(
+        "ip",
+        &["-n", w, "addr", "add", "198.51.100.1/24", "dev", "w0"],
+    );
+    must("ip", &["-n", w, "link", "set", "w0", "up"]);
+    must(
+        "ip",
+        &["-n", &srv, "addr", "add", "198.51.100.2/24", "dev", "s0"],
+    );
+    must(
+        "ip",
+        &["-n", &srv, "addr", "add", "203.0.113.2/24", "dev", "s0"],
+    );
+    must("ip", &["-n", &srv, "link", "set", "s0", "up"]);
+    must(
+        "ip",
+        &[
+            "-n",
+            w,
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.51.100.2",
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            w,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &srv,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
+    );
+    // The same over IPv6 (addresses without DAD, so they are usable at once).
+    for (ns, dev, addr) in [
+        (w, "w0", "2001:db8:1::1/64"),
+        (srv.as_str(), "s0", "2001:db8:1::2/64"),
+        (srv.as_str(), "s0", "2001:db8:2::2/64"),
+    ] {
+        must(
+            "ip",
+            &["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"],
+        );
+    }
+    must(
+        "ip",
+        &[
+            "-n",
+            w,
+            "-6",
+            "route",
+            "add",
+            "2001:db8:2::/64",
+            "via",
+            SERVER6,
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &srv,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ],
+    );
+    assert!(
+        wait_until(10, || world.ping(FAR_IP)
+            && world.ping(SERVER_IP)
+            && world.ping(FAR6)),
+        "fixture: the world does not reach the servers namespace"
+    );
 }
 
 /// A command's output and how long it took.

@@ -49,7 +49,15 @@ fn podmans_command_line_is_understood() {
 #[test]
 fn rootlesskits_command_line_is_understood() {
     let p = serve(&[
-        "--mtu", "1500", "-r", "1", "--cidr", "10.0.3.0/24", "--api-socket", "/tmp/s", "4242",
+        "--mtu",
+        "1500",
+        "-r",
+        "1",
+        "--cidr",
+        "10.0.3.0/24",
+        "--api-socket",
+        "/tmp/s",
+        "4242",
         "tap0",
     ]);
     assert_eq!(p.netns, PathBuf::from("/proc/4242/ns/net"));
@@ -61,7 +69,15 @@ fn rootlesskits_command_line_is_understood() {
 
 #[test]
 fn getopt_forms_attached_bundled_and_permuted_are_accepted() {
-    let p = serve(&["-r1", "4242", "-c6", "--no-host-loopback", "mytap", "-m", "9000"]);
+    let p = serve(&[
+        "-r1",
+        "4242",
+        "-c6",
+        "--no-host-loopback",
+        "mytap",
+        "-m",
+        "9000",
+    ]);
     assert_eq!(p.ready_fd, Some(1));
     assert!(p.configure && p.ipv6 && !p.host_loopback);
     assert_eq!(p.tapname, "mytap");
@@ -110,19 +126,34 @@ fn bad_inputs_get_one_line_naming_them() {
         (&["--cidr=fd00::/64", "1"], "invalid CIDR"),
         (&["--mtu=0", "1"], "MTU must be between 68 and 65520"),
         (&["--mtu=65536", "1"], "MTU must be between 68 and 65520"),
-        (&["-6", "--mtu=1200", "1"], "at least 1280 with --enable-ipv6"),
-        (&["--macaddress=02:00:00:00:00:01", "1"], "only be used with -c"),
+        (
+            &["-6", "--mtu=1200", "1"],
+            "at least 1280 with --enable-ipv6",
+        ),
+        (
+            &["--macaddress=02:00:00:00:00:01", "1"],
+            "only be used with -c",
+        ),
         (&["-c", "--macaddress=zz", "1"], "invalid MAC address"),
         (&["-c", "--macaddress=01:00:00:00:00:01", "1"], "multicast"),
         (&["--netns-type=tapfd", "3"], "tapfd is not supported"),
         (&["--netns-type=foo", "3"], "unknown netns type: foo"),
         (&["--target-type=bess", "1"], "bess is not supported"),
-        (&["-r", "999", "1"], "ready-fd 999 is not an open file descriptor"),
+        (
+            &["-r", "999", "1"],
+            "ready-fd 999 is not an open file descriptor",
+        ),
         (&["-e", "-1", "1"], "exit-fd must be a non-negative integer"),
-        (&["--userns-path=/nonexistent/user", "1"], "userns path doesn't exist"),
+        (
+            &["--userns-path=/nonexistent/user", "1"],
+            "userns path doesn't exist",
+        ),
         (&["1", "a/b"], "invalid TAPNAME"),
         (&["--outbound-addr6=::1", "1"], "needs --enable-ipv6"),
-        (&["--outbound-addr=nosuchif0", "1"], "neither an IP address nor an interface"),
+        (
+            &["--outbound-addr=nosuchif0", "1"],
+            "neither an IP address nor an interface",
+        ),
         (&["--bogus", "1"], "--bogus"),
     ];
     for (args, want) in cases {
