@@ -167,10 +167,6 @@ impl Slirp {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
     /// Closes the exit fd's writer (as conmon does when the container ends) and returns the
     /// exit code, panicking if it does not exit within 10 s.
     fn close_exit_fd(&mut self) -> i32 {
