@@ -207,6 +207,18 @@ fn podman_host_loopback_only_with_allow_host_loopback() {
         "slirp4netns left behind by podman run --rm: {:?}",
         p.slirp_cmdlines()
     );
+    drop((_lo, _srv, p));
+
+    // The same option as a default in containers.conf (`network_cmd_options`, as README.md
+    // shows it) applies to a plain `--network slirp4netns`.
+    let p = Podman::start(&["allow_host_loopback=true"]);
+    let _lo = p.loopback_server(LO_PORT, "host-loopback-reached");
+    let o = p.run_sh("slirp4netns", &[], &probe);
+    let seen = out_text(&o);
+    assert!(
+        seen.contains("host-loopback-reached"),
+        "network_cmd_options = [\"allow_host_loopback=true\"] did not reach the host's 127.0.0.1: {seen}"
+    );
 }
 
 /// podman passes `--enable-ipv6` by default; real slirp4netns then advertises fd00::/64 and
