@@ -10,8 +10,9 @@
 #   slirp4netns  rootlesskit --net=slirp4netns (Debian's /usr/bin/slirp4netns)
 #                --port-driver=slirp4netns (the source-IP-preserving driver)
 #   drop-in      the same, --slirp4netns-binary = a copy of target/release/vswitchd named
-#                slirp4netns (built if missing); "n/a: drop-in not available" when that binary
-#                does not act as slirp4netns yet (its --version must start "slirp4netns version")
+#                slirp4netns (built if missing), or of $VSWITCH_SLIRP4NETNS if set (as in the
+#                tests); "n/a: drop-in not available" when that binary does not act as
+#                slirp4netns (its --version must start "slirp4netns version")
 #   pasta        rootlesskit 1.1 has no --net=pasta (2.0 added it), so pasta runs the way
 #                rootlesskit 2 and podman 5 use it: as the user, making its own user+network
 #                namespace for the child, --config-net with rootlesskit's addresses (10.0.2.100/24,
@@ -65,7 +66,7 @@ NAME=bench-rootless.sh TAG=brl$$
 . "$(dirname "$0")/lib/bench-common.sh"
 need_tools iperf3:iperf3 rootlesskit:rootlesskit rootlessctl:rootlesskit slirp4netns:slirp4netns \
   pasta:passt newuidmap:uidmap setpriv:util-linux nsenter:util-linux flock:util-linux
-has dropin && build_release
+[ -n "${VSWITCH_SLIRP4NETNS:-}" ] || ! has dropin || build_release
 chmod 0755 "$TMPD"
 
 # ---- the unprivileged user ---------------------------------------------------------------
@@ -168,7 +169,7 @@ pasta_run() {
 # the drop-in: a copy of the release vswitchd named slirp4netns, if it acts as one
 DROPIN="" DROPIN_WHY="drop-in not available"
 if has dropin; then
-  cp "$BIN/vswitchd" "$TMPD/bin/slirp4netns" && chmod 0755 "$TMPD/bin/slirp4netns"
+  cp "${VSWITCH_SLIRP4NETNS:-$BIN/vswitchd}" "$TMPD/bin/slirp4netns" && chmod 0755 "$TMPD/bin/slirp4netns"
   if "$TMPD/bin/slirp4netns" --version 2>/dev/null | head -n 1 | grep -q '^slirp4netns version' &&
      "$TMPD/bin/slirp4netns" --help 2>&1 | grep -q -- --netns-type; then
     DROPIN=$TMPD/bin/slirp4netns
