@@ -79,11 +79,19 @@ pub fn ready(test: &str) -> bool {
     if !privileged(test) {
         return false;
     }
-    let missing: Vec<String> = TOOLS
+    let mut missing: Vec<String> = TOOLS
         .iter()
         .filter(|(t, _)| !on_path(t))
         .map(|(t, p)| format!("{t} ({p})"))
         .collect();
+    // The image is busybox's binary alone, so it must not need a dynamic loader.
+    if on_path("busybox")
+        && cmd("sh", &["-c", r#"ldd "$(command -v busybox)""#])
+            .status
+            .success()
+    {
+        missing.push("a static busybox (busybox-static)".to_string());
+    }
     if missing.is_empty() {
         return true;
     }
