@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod slirp;
 pub mod world;
 
 use std::path::{Path, PathBuf};

@@ -302,6 +302,21 @@ impl Bg {
         }
     }
 
+    /// Any command in the background, in its own process group, stdio to /dev/null.
+    pub fn from_command(mut c: Command, what: &str) -> Self {
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Bg {
+            child,
+            what: what.to_string(),
+        }
+    }
+
     /// `sh -c SCRIPT` in the background inside `ns`.
     pub fn sh(ns: &Netns, script: &str) -> Self {
         Self::spawn(ns, &["sh", "-c", script])
