@@ -196,6 +196,15 @@ impl Gateway {
         Some(ra.next().unwrap_or_else(Instant::now))
     }
 
+    /// Starts the unsolicited Router Advertisements over (the first due at once, then the
+    /// short initial intervals): call when a port joins the link, so it hears one without
+    /// waiting for the next period. Nothing happens without advertising.
+    pub fn restart_router_adverts(&mut self) {
+        if let Some(ra) = self.ra.as_mut() {
+            ra.restart();
+        }
+    }
+
     /// Writes the frame due at `now` into `out` (a periodic Router Advertisement to all
     /// nodes), if one is due; returns its length. Call when [`Gateway::next_deadline`] has
     /// come; calling earlier is harmless (returns None).

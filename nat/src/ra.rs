@@ -106,6 +106,12 @@ impl Advertiser {
         }
     }
 
+    /// Starts over with the initial advertisements, the first due at once.
+    pub(crate) fn restart(&mut self) {
+        self.next = None;
+        self.sent = 0;
+    }
+
     /// When the next unsolicited advertisement is due (None: it is due now, nothing was sent).
     pub(crate) fn next(&self) -> Option<Instant> {
         self.next

@@ -644,6 +644,15 @@ fn unsolicited_advertisements_start_fast_then_slow_down_randomly() {
         "randomised: {later:?}"
     );
     assert_eq!(gw.counters().router_adverts, 8);
+
+    // A new port on the link: the initial advertisements start over, the first at once.
+    gw.restart_router_adverts();
+    assert!(gw.next_deadline().is_some_and(|d| d <= Instant::now()));
+    assert!(gw.poll_at(now, &mut out).is_some());
+    assert!(
+        gw.next_deadline()
+            .is_some_and(|d| d <= now + INITIAL_INTERVAL)
+    );
 }
 
 #[test]
