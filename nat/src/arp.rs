@@ -3,8 +3,9 @@
 //! Purpose: containers must resolve the gateway's MAC before they can send anything
 //! off-subnet; this answers those requests.
 //!
-//! Model: the gateway owns exactly one IPv4 address. An Ethernet/IPv4 ARP *request*
-//! whose target protocol address is that address, sent to the broadcast address or to
+//! Model: the gateway owns one IPv4 address, and the aliases it was given (slirp4netns's
+//! DNS address net+3). An Ethernet/IPv4 ARP *request* whose target protocol address is one
+//! of those, sent to the broadcast address or to
 //! the gateway MAC, is answered with a unicast reply from the gateway MAC to the
 //! requester's MAC and IP (RFC 826). Probes (sender IP 0.0.0.0, RFC 5227) are answered
 //! the same way, which is how a defender signals the conflict.
@@ -22,9 +23,11 @@ use smoltcp::wire::{
     EthernetRepr,
 };
 
-/// Builds the ARP reply for `eth` into `out` if it is a request for `gw_ip`; returns the frame length.
+/// Builds the ARP reply for `eth` into `out` if it is a request for `gw_ip` or one of
+/// `aliases`; returns the frame length.
 pub(crate) fn answer(
     gw_ip: Ipv4Addr,
+    aliases: &[Ipv4Addr],
     gw_mac: EthernetAddress,
     eth: &EthernetFrame<&[u8]>,
     out: &mut [u8],
@@ -44,7 +47,7 @@ pub(crate) fn answer(
     else {
         return None;
     };
-    if target_protocol_addr != gw_ip
+    if target_protocol_addr != gw_ip && !aliases.contains(&target_protocol_addr)
         || !source_hardware_addr.is_unicast()
         || source_hardware_addr == gw_mac
     {
@@ -59,7 +62,7 @@ pub(crate) fn answer(
     let arp_repr = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
         source_hardware_addr: gw_mac,
-        source_protocol_addr: gw_ip,
+        source_protocol_addr: target_protocol_addr,
         target_hardware_addr: source_hardware_addr,
         target_protocol_addr: source_protocol_addr,
     };

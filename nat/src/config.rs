@@ -75,6 +75,31 @@ pub struct NatConfig {
     pub nat_memory: usize,
     /// Upstream resolvers of the DNS responder.
     pub dns: dns::DnsConfig,
+    /// The IPv4 address the DNS responder listens on (UDP and TCP port 53). None (the
+    /// default): the gateway address. Another address (slirp4netns's net+3) is served *only*
+    /// there: port 53 of the gateway is then an ordinary gateway port (the host's loopback
+    /// with `host_loopback`, closed otherwise), and every other port of the DNS address is
+    /// closed (ICMP port unreachable, TCP reset). The gateway must also answer ARP and ping
+    /// for it ([`crate::Gateway::with_alias_v4`]).
+    pub dns_ip: Option<Ipv4Addr>,
+    /// The IPv6 address the DNS responder listens on, as `dns_ip` (None: the IPv6 gateway
+    /// address; ignored without `ipv6`; [`crate::Gateway::with_alias_v6`] answers its NDP).
+    pub dns_ip6: Option<Ipv6Addr>,
+    /// Whether the DNS responder runs (default true). Off (slirp4netns's `--disable-dns`):
+    /// port 53 of the DNS address gets ICMP port unreachable (TCP: a reset) like its other
+    /// ports; when that address is the gateway's, it is an ordinary gateway port.
+    pub dns_enabled: bool,
+    /// Single-container networks only (never a shared network): the source MAC of every
+    /// frame the NAT receives becomes the default neighbour ([`crate::Nat::set_default_neighbor`]),
+    /// so a container whose MAC was not known up front, or that took its address by DHCP
+    /// or SLAAC, gets its traffic. Default false.
+    pub learn_neighbor: bool,
+    /// The local IPv4 address the host sockets of outgoing IPv4 flows (TCP, UDP, ping) are
+    /// bound to (slirp4netns's `--outbound-addr`); None (the default): the kernel chooses.
+    /// A flow whose socket cannot be bound is refused like any failed dial.
+    pub outbound_ip: Option<Ipv4Addr>,
+    /// The same for IPv6 flows (`--outbound-addr6`).
+    pub outbound_ip6: Option<Ipv6Addr>,
 }
 
 impl NatConfig {
@@ -104,6 +129,62 @@ impl NatConfig {
             tcp_tx_buffer: 1 << 20,
             nat_memory: 256 << 20,
             dns: dns::DnsConfig::default(),
+            dns_ip: None,
+            dns_ip6: None,
+            dns_enabled: true,
+            learn_neighbor: false,
+            outbound_ip: None,
+            outbound_ip6: None,
+        }
+    }
+
+    /// Where the DNS responder listens on IPv4.
+    pub(crate) fn dns_addr(&self) -> Ipv4Addr {
+        self.dns_ip.unwrap_or(self.gateway_ip)
+    }
+
+    /// Where the DNS responder listens on IPv6 (None without `ipv6`).
+    pub(crate) fn dns_addr6(&self) -> Option<Ipv6Addr> {
+        self.ipv6.map(|v6| self.dns_ip6.unwrap_or(v6.gateway_ip))
+    }
+
+    /// Whether `ip` is the DNS responder's address of its family (whether or not it runs).
+    pub(crate) fn is_dns(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => v4 == self.dns_addr(),
+            IpAddr::V6(v6) => self.dns_addr6() == Some(v6),
+        }
+    }
+
+    /// Whether UDP or TCP to `ip` port 53 is the DNS responder's.
+    pub(crate) fn serves_dns(&self, ip: IpAddr) -> bool {
+        self.dns_enabled && self.is_dns(ip)
+    }
+
+    /// The DNS responder's address of `ip`'s family (IPv6 without `ipv6`: unspecified).
+    pub(crate) fn dns_for(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(self.dns_addr()),
+            IpAddr::V6(_) => IpAddr::V6(self.dns_addr6().unwrap_or(Ipv6Addr::UNSPECIFIED)),
+        }
+    }
+
+    /// Whether `ip` is one of the network's own service addresses: the gateway, or the DNS
+    /// address when it is another one.
+    pub(crate) fn is_service(&self, ip: IpAddr) -> bool {
+        self.is_gateway(ip) || self.is_dns(ip)
+    }
+
+    /// Whether `ip` is the DNS address and not the gateway's: nothing but DNS is served there.
+    pub(crate) fn is_dns_only(&self, ip: IpAddr) -> bool {
+        self.is_dns(ip) && !self.is_gateway(ip)
+    }
+
+    /// The local address outgoing flows to `target`'s family are bound to, if configured.
+    pub(crate) fn outbound_for(&self, target: IpAddr) -> Option<IpAddr> {
+        match target {
+            IpAddr::V4(_) => self.outbound_ip.map(IpAddr::V4),
+            IpAddr::V6(_) => self.outbound_ip6.map(IpAddr::V6),
         }
     }
 

@@ -49,7 +49,8 @@ const LOCAL_CACHE_MAX: usize = 4096;
 pub(crate) enum Target {
     /// Dial this address from the host.
     Host(IpAddr),
-    /// The gateway address on a network without host_loopback: nothing listens.
+    /// The gateway address on a network without host_loopback, or a DNS address other than
+    /// the gateway's (its port 53 is the DNS responder's): nothing listens.
     ClosedGateway,
     /// A destination a container may never reach (counted).
     Forbidden,
@@ -248,6 +249,9 @@ impl Ctx {
     }
 
     fn target4(&mut self, dst: Ipv4Addr) -> Target {
+        if self.cfg.is_dns_only(dst.into()) {
+            return Target::ClosedGateway;
+        }
         if dst == self.cfg.gateway_ip {
             return if self.cfg.host_loopback {
                 Target::Host(Ipv4Addr::LOCALHOST.into())
@@ -270,6 +274,9 @@ impl Ctx {
     }
 
     fn target6(&mut self, dst: Ipv6Addr) -> Target {
+        if self.cfg.is_dns_only(dst.into()) {
+            return Target::ClosedGateway;
+        }
         if self.cfg.is_gateway(dst.into()) {
             return if self.cfg.host_loopback {
                 Target::Host(Ipv6Addr::LOCALHOST.into())
@@ -451,7 +458,7 @@ impl Ctx {
                     header,
                     data: quoted.get(..quoted.len().min(8)).unwrap_or(&[]),
                 };
-                let gw = self.cfg.gateway_for(header.src_addr.into());
+                let gw = self.answering(header.dst_addr.into(), header.src_addr.into());
                 self.send_ip(
                     gw,
                     header.src_addr.into(),
@@ -467,7 +474,8 @@ impl Ctx {
                 );
             }
             IpHeader::V6(header) => {
-                let IpAddr::V6(gw) = self.cfg.gateway_for(header.src_addr.into()) else {
+                let IpAddr::V6(gw) = self.answering(header.dst_addr.into(), header.src_addr.into())
+                else {
                     return;
                 };
                 // Our IPv6 header, the ICMPv6 header, the quoted header: the rest of 1280
@@ -497,6 +505,19 @@ impl Ctx {
                     },
                 );
             }
+        }
+    }
+}
+
+impl Ctx {
+    /// The source of an ICMP error about a packet from `src` to `dst`: `dst` itself when it is
+    /// one of the network's service addresses (the gateway, the DNS address), else the
+    /// gateway of the family.
+    fn answering(&self, dst: IpAddr, src: IpAddr) -> IpAddr {
+        if self.cfg.is_service(dst) {
+            dst
+        } else {
+            self.cfg.gateway_for(src)
         }
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Both families: the version nibble of each packet picks the EtherType, the destination's
 //! MAC (from the IPv4 or the IPv6 neighbour map) and the pseudo-header. An IPv6 destination
-//! without a bound MAC gets nothing (there is no MAC to derive from it).
+//! without a bound MAC gets nothing (there is no MAC to derive from it), unless a default
+//! neighbour is set (single-container networks: every address is that container's).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -48,6 +49,8 @@ pub(crate) struct Framer {
     pub gateway_mac: [u8; 6],
     pub neighbors: Neighbors,
     pub neighbors6: Neighbors6,
+    /// The MAC of any container address with no bound MAC (single-container networks).
+    pub default_neighbor: Option<[u8; 6]>,
     /// Scratch buffer for one frame (header + Ethernet + the largest IP packet).
     pub buf: Vec<u8>,
 }
@@ -58,6 +61,7 @@ impl Framer {
             gateway_mac,
             neighbors: Neighbors::default(),
             neighbors6: Neighbors6::default(),
+            default_neighbor: None,
             buf: vec![0; vnet::LEN + ETH_LEN + 65_536],
         }
     }
@@ -84,16 +88,22 @@ impl Framer {
         }
     }
 
-    /// Ethernet destination for `ip`: its bound MAC, or the 02:42 MAC derived from it.
+    /// Ethernet destination for `ip`: its bound MAC, the default neighbour, or the 02:42 MAC
+    /// derived from it.
     fn mac_of(&self, ip: Ipv4Addr) -> [u8; 6] {
-        self.neighbors.get(&ip).copied().unwrap_or_else(|| {
-            let o = ip.octets();
-            [0x02, 0x42, o[0], o[1], o[2], o[3]]
-        })
+        self.neighbors
+            .get(&ip)
+            .copied()
+            .or(self.default_neighbor)
+            .unwrap_or_else(|| {
+                let o = ip.octets();
+                [0x02, 0x42, o[0], o[1], o[2], o[3]]
+            })
     }
 
     /// EtherType and Ethernet destination of the IP packet at `start..start + len`; None
-    /// for an IPv6 destination without a bound MAC, or a packet of neither family.
+    /// for an IPv6 destination without a bound MAC (and no default neighbour), or a packet of
+    /// neither family.
     fn link_of(&self, start: usize, len: usize) -> Option<(EthernetProtocol, [u8; 6])> {
         let pkt = self.buf.get(start..start + len)?;
         match pkt.first()? >> 4 {
@@ -105,9 +115,10 @@ impl Framer {
             )),
             6 if pkt.len() >= 40 => Some((
                 EthernetProtocol::Ipv6,
-                *self
-                    .neighbors6
-                    .get(&Ipv6Packet::new_unchecked(pkt).dst_addr())?,
+                self.neighbors6
+                    .get(&Ipv6Packet::new_unchecked(pkt).dst_addr())
+                    .copied()
+                    .or(self.default_neighbor)?,
             )),
             _ => None,
         }

@@ -468,7 +468,7 @@ impl DnsServer {
             .min(udp_cap_for(ctx, from))
     }
 
-    /// Sends an answer to a UDP querier (either family, from the gateway address of its
+    /// Sends an answer to a UDP querier (either family, from the DNS address of its
     /// family), fitted to `limit` and to what the link carries.
     pub(crate) fn reply_udp(
         ctx: &mut Ctx,
@@ -478,7 +478,7 @@ impl DnsServer {
         sink: &mut Sink<'_>,
     ) {
         let msg = fit(msg, limit.min(udp_cap_for(ctx, to)));
-        let gw = ctx.cfg.gateway_for(to.ip());
+        let gw = ctx.cfg.dns_for(to.ip());
         let Ok(udp_len) = u16::try_from(8 + msg.len()) else {
             return;
         };

@@ -113,6 +113,14 @@ impl Nat {
         self.ctx.framer.set_neighbor(ip, mac);
     }
 
+    /// Sets the MAC that frames to any container address without a MAC of its own (from
+    /// [`Nat::set_neighbor`]) are addressed to: for a network serving one container whose
+    /// MAC may change or whose addresses come from DHCP or SLAAC (never on a shared network).
+    /// [`NatConfig::learn_neighbor`] keeps it up to date from received frames.
+    pub fn set_default_neighbor(&mut self, mac: [u8; 6]) {
+        self.ctx.framer.default_neighbor = Some(mac);
+    }
+
     /// Forgets a container address.
     pub fn forget_neighbor(&mut self, ip: IpAddr) {
         self.ctx.framer.forget_neighbor(ip);
@@ -127,6 +135,12 @@ impl Nat {
         };
         if eth.dst_addr().0 != self.ctx.cfg.gateway_mac {
             return;
+        }
+        if self.ctx.cfg.learn_neighbor {
+            let src = eth.src_addr();
+            if src.is_unicast() && src.0 != self.ctx.cfg.gateway_mac {
+                self.ctx.framer.default_neighbor = Some(src.0);
+            }
         }
         match eth.ethertype() {
             EthernetProtocol::Ipv4 => self.on_ipv4(eth.payload(), sink),
@@ -144,7 +158,7 @@ impl Nat {
         let cfg = &self.ctx.cfg;
         if !cfg.in_subnet(src)
             || src == cfg.gateway_ip
-            || cfg.in_subnet(dst) && dst != cfg.gateway_ip
+            || cfg.in_subnet(dst) && dst != cfg.gateway_ip && !cfg.is_dns(dst.into())
         {
             return;
         }
@@ -155,7 +169,7 @@ impl Nat {
         let Some(packet) = payload.get(..len) else {
             return;
         };
-        if self.ctx.cfg.internal && dst != self.ctx.cfg.gateway_ip {
+        if self.ctx.cfg.internal && !self.ctx.cfg.is_service(dst.into()) {
             self.ctx.counters.internal_drops += 1;
             self.ctx
                 .unreachable(packet, Unreachable::CommProhibited, sink);
@@ -183,7 +197,10 @@ impl Nat {
             return;
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if !v6.in_subnet(src) || src == v6.gateway_ip || v6.in_subnet(dst) && dst != v6.gateway_ip {
+        if !v6.in_subnet(src)
+            || src == v6.gateway_ip
+            || v6.in_subnet(dst) && dst != v6.gateway_ip && !self.ctx.cfg.is_dns(dst.into())
+        {
             return;
         }
         // new_checked made sure the buffer holds the header and the payload length it claims.
@@ -198,7 +215,7 @@ impl Nat {
         ) {
             return;
         }
-        if self.ctx.cfg.internal && dst != v6.gateway_ip {
+        if self.ctx.cfg.internal && !self.ctx.cfg.is_service(dst.into()) {
             self.ctx.counters.internal_drops += 1;
             self.ctx
                 .unreachable(packet, Unreachable::CommProhibited, sink);
@@ -212,7 +229,7 @@ impl Nat {
         self.route(sink);
     }
 
-    /// UDP: the gateway's DNS port is served here, the rest is translated.
+    /// UDP: the DNS responder's port is served here, the rest is translated.
     fn on_udp(&mut self, packet: &[u8], sink: &mut Sink<'_>) {
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             return;
@@ -220,7 +237,7 @@ impl Nat {
         let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
             return;
         };
-        if ip.dst_addr() != self.ctx.cfg.gateway_ip || udp.dst_port() != 53 {
+        if udp.dst_port() != 53 || !self.ctx.cfg.serves_dns(ip.dst_addr().into()) {
             return self.udp.on_packet(&mut self.ctx, packet, sink);
         }
         let from = SocketAddr::new(ip.src_addr().into(), udp.src_port());
@@ -235,14 +252,14 @@ impl Nat {
         let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
             return;
         };
-        if !self.ctx.cfg.is_gateway(ip.dst_addr().into()) || udp.dst_port() != 53 {
+        if udp.dst_port() != 53 || !self.ctx.cfg.serves_dns(ip.dst_addr().into()) {
             return self.udp.on_packet(&mut self.ctx, packet, sink);
         }
         let from = SocketAddr::new(ip.src_addr().into(), udp.src_port());
         self.on_dns_udp(from, udp.payload(), sink);
     }
 
-    /// A DNS query over UDP to the gateway (either family) from `from`.
+    /// A DNS query over UDP to the DNS address (either family) from `from`.
     fn on_dns_udp(&mut self, from: SocketAddr, query: &[u8], sink: &mut Sink<'_>) {
         match self.dns.lookup(&mut self.ctx, from.ip(), query, None) {
             Outcome::Reply(b) => DnsServer::reply_udp(&mut self.ctx, from, b, usize::MAX, sink),

@@ -5,6 +5,14 @@
 //! its configured address and its MAC-derived link-local address. Everything else returns
 //! `None`, for the NAT to see.
 //!
+//! Opt-in services for a network that serves one self-configuring container (slirp4netns's
+//! drop-in): aliases answered like the gateway address ([`Gateway::with_alias_v4`],
+//! [`Gateway::with_alias_v6`]: ARP/NDP and ping, e.g. slirp's DNS address net+3 / fd00::3), a
+//! DHCPv4 server ([`Gateway::with_dhcp`], `dhcp.rs`) and Router Advertisements
+//! ([`Gateway::with_router_advert`], `ra.rs`; solicited ones answered here, periodic ones
+//! written by [`Gateway::poll_at`] when [`Gateway::next_deadline`] comes). Without them the
+//! gateway behaves as before: one extra `Option` check per IPv4 frame.
+//!
 //! Rate limit: each container (by source MAC, which the switch's anti-spoofing pins to its
 //! port) gets at most [`RATE`] answers per second (ARP, Neighbor Advertisements, pings of
 //! both families, from one bucket), with bursts up to [`BURST`]; requests beyond are dropped
@@ -17,7 +25,9 @@ use std::time::Instant;
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};
 
+use crate::dhcp::{self, DhcpConfig, DhcpServer};
 use crate::ndp::{self, Gateway6};
+use crate::ra::{Advertiser, RaConfig};
 use crate::{arp, icmp};
 
 /// What the gateway did with the frames it was given (in the API as they are here).
@@ -41,6 +51,14 @@ pub struct GatewayCounters {
     pub ignored: u64,
     /// ARP, Neighbor Solicitation and ping requests dropped by the per-container rate limit.
     pub rate_limited: u64,
+    /// DHCP offers sent.
+    pub dhcp_offers: u64,
+    /// DHCP ACKs sent (to REQUEST and INFORM).
+    pub dhcp_acks: u64,
+    /// DHCP NAKs sent.
+    pub dhcp_naks: u64,
+    /// Router Advertisements sent (solicited and periodic).
+    pub router_adverts: u64,
 }
 
 /// Answers per second and container.
@@ -57,6 +75,10 @@ enum Reply {
     Echo,
     NeighborAdvert,
     Echo6,
+    DhcpOffer,
+    DhcpAck,
+    DhcpNak,
+    RouterAdvert,
 }
 
 /// A token bucket.
@@ -89,6 +111,13 @@ pub struct Gateway {
     mac: EthernetAddress,
     /// The IPv6 side, on a dual-stack network.
     ip6: Option<Gateway6>,
+    /// Further IPv4 addresses answered like `ip`.
+    aliases4: Vec<Ipv4Addr>,
+    /// Further IPv6 addresses answered like the IPv6 address (kept for [`Gateway::with_ipv6`]
+    /// called after [`Gateway::with_alias_v6`]).
+    aliases6: Vec<Ipv6Addr>,
+    dhcp: Option<DhcpServer>,
+    ra: Option<Advertiser>,
     counters: GatewayCounters,
     buckets: HashMap<[u8; 6], Bucket, foldhash::fast::RandomState>,
 }
@@ -100,6 +129,10 @@ impl Gateway {
             ip,
             mac: EthernetAddress(mac),
             ip6: None,
+            aliases4: Vec::new(),
+            aliases6: Vec::new(),
+            dhcp: None,
+            ra: None,
             counters: GatewayCounters::default(),
             buckets: HashMap::default(),
         }
@@ -111,9 +144,75 @@ impl Gateway {
         self.ip6 = Some(Gateway6 {
             global: ip6,
             link_local: self.link_local(),
+            aliases: self.aliases6.clone(),
             mac: self.mac,
         });
         self
+    }
+
+    /// Also answers ARP and ping for `ip` (slirp4netns's DNS address net+3), as for the
+    /// gateway address; replies come from `ip`. Other addresses stay unanswered.
+    pub fn with_alias_v4(mut self, ip: Ipv4Addr) -> Self {
+        if ip != self.ip && !self.aliases4.contains(&ip) {
+            self.aliases4.push(ip);
+        }
+        self
+    }
+
+    /// Also answers Neighbor Discovery and ping6 for `ip` (slirp4netns's fd00::3), as for the
+    /// gateway's IPv6 address (only on a dual-stack gateway, [`Gateway::with_ipv6`], before
+    /// or after this call).
+    pub fn with_alias_v6(mut self, ip: Ipv6Addr) -> Self {
+        if !self.aliases6.contains(&ip) {
+            self.aliases6.push(ip);
+            if let Some(gw) = self.ip6.as_mut() {
+                gw.aliases.push(ip);
+            }
+        }
+        self
+    }
+
+    /// Serves DHCPv4 (see `dhcp.rs`): leases from `cfg`'s pool, the gateway as router and
+    /// server identifier. For a network serving one container (the slirp4netns drop-in).
+    pub fn with_dhcp(mut self, cfg: DhcpConfig) -> Self {
+        self.dhcp = Some(DhcpServer::new(cfg));
+        self
+    }
+
+    /// Sends Router Advertisements (see `ra.rs`): answers Router Solicitations, and writes
+    /// periodic ones from [`Gateway::poll_at`]. Only on a dual-stack gateway
+    /// ([`Gateway::with_ipv6`]): the advertisements come from its link-local address.
+    pub fn with_router_advert(mut self, cfg: RaConfig) -> Self {
+        self.ra = Some(Advertiser::new(cfg));
+        self
+    }
+
+    /// When [`Gateway::poll_at`] has something to send (a periodic Router Advertisement):
+    /// None when nothing is ever due (no advertising, or no IPv6 side); a time already passed
+    /// (`now` at the latest) when one is due at once.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.ip6.as_ref()?;
+        let ra = self.ra.as_ref()?;
+        Some(ra.next().unwrap_or_else(Instant::now))
+    }
+
+    /// Starts the unsolicited Router Advertisements over (the first due at once, then the
+    /// short initial intervals): call when a port joins the link, so it hears one without
+    /// waiting for the next period. Nothing happens without advertising.
+    pub fn restart_router_adverts(&mut self) {
+        if let Some(ra) = self.ra.as_mut() {
+            ra.restart();
+        }
+    }
+
+    /// Writes the frame due at `now` into `out` (a periodic Router Advertisement to all
+    /// nodes), if one is due; returns its length. Call when [`Gateway::next_deadline`] has
+    /// come; calling earlier is harmless (returns None).
+    pub fn poll_at(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let gw = self.ip6.as_ref()?;
+        let n = self.ra.as_mut()?.poll_at(now, gw.link_local, gw.mac, out)?;
+        self.counters.router_adverts += 1;
+        Some(n)
     }
 
     /// The gateway's IPv4 address.
@@ -123,7 +222,7 @@ impl Gateway {
 
     /// The gateway's IPv6 address, on a dual-stack network.
     pub fn ipv6(&self) -> Option<Ipv6Addr> {
-        self.ip6.map(|gw| gw.global)
+        self.ip6.as_ref().map(|gw| gw.global)
     }
 
     /// The gateway's link-local IPv6 address: `fe80::` + the modified EUI-64 of its MAC
@@ -148,17 +247,25 @@ impl Gateway {
         let reply = EthernetFrame::new_checked(frame)
             .ok()
             .and_then(|eth| match eth.ethertype() {
-                EthernetProtocol::Arp => {
-                    arp::answer(self.ip, self.mac, &eth, out).map(|n| (Reply::Arp, n))
-                }
-                EthernetProtocol::Ipv4 => {
-                    icmp::answer(self.ip, self.mac, &eth, out).map(|n| (Reply::Echo, n))
-                }
+                EthernetProtocol::Arp => arp::answer(self.ip, &self.aliases4, self.mac, &eth, out)
+                    .map(|n| (Reply::Arp, n)),
+                EthernetProtocol::Ipv4 => match self.dhcp.as_mut() {
+                    Some(dhcp) if DhcpServer::is_for_server(&eth) => dhcp
+                        .answer(self.ip, self.mac, &eth, out, now)
+                        .map(|(answer, n)| match answer {
+                            dhcp::Answer::Offer => (Reply::DhcpOffer, n),
+                            dhcp::Answer::Ack => (Reply::DhcpAck, n),
+                            dhcp::Answer::Nak => (Reply::DhcpNak, n),
+                        }),
+                    _ => icmp::answer(self.ip, &self.aliases4, self.mac, &eth, out)
+                        .map(|n| (Reply::Echo, n)),
+                },
                 EthernetProtocol::Ipv6 => {
                     let gw = self.ip6.as_ref()?;
-                    ndp::answer(gw, &eth, out).map(|(answer, n)| match answer {
+                    ndp::answer(gw, self.ra.as_ref(), &eth, out).map(|(answer, n)| match answer {
                         ndp::Answer::NeighborAdvert => (Reply::NeighborAdvert, n),
                         ndp::Answer::EchoReply => (Reply::Echo6, n),
+                        ndp::Answer::RouterAdvert => (Reply::RouterAdvert, n),
                     })
                 }
                 _ => None,
@@ -176,6 +283,10 @@ impl Gateway {
             Reply::Echo => &mut self.counters.echo_replies,
             Reply::NeighborAdvert => &mut self.counters.neighbor_adverts,
             Reply::Echo6 => &mut self.counters.echo6_replies,
+            Reply::DhcpOffer => &mut self.counters.dhcp_offers,
+            Reply::DhcpAck => &mut self.counters.dhcp_acks,
+            Reply::DhcpNak => &mut self.counters.dhcp_naks,
+            Reply::RouterAdvert => &mut self.counters.router_adverts,
         };
         *counter += 1;
         Some(len)
@@ -206,6 +317,8 @@ impl Gateway {
 
 #[cfg(test)]
 mod ipv6_tests;
+#[cfg(test)]
+mod slirp_tests;
 
 #[cfg(test)]
 mod tests {

@@ -33,9 +33,11 @@ use crate::ndp;
 /// TTL (IPv6: hop limit) of replies, as a Linux host would send.
 const REPLY_TTL: u8 = 64;
 
-/// Builds the echo reply for `eth` into `out` if it is a ping to the gateway; returns the frame length.
+/// Builds the echo reply for `eth` into `out` if it is a ping to the gateway address or one of
+/// its `aliases` (answered from the address pinged); returns the frame length.
 pub(crate) fn answer(
     gw_ip: Ipv4Addr,
+    aliases: &[Ipv4Addr],
     gw_mac: EthernetAddress,
     eth: &EthernetFrame<&[u8]>,
     out: &mut [u8],
@@ -52,7 +54,9 @@ pub(crate) fn answer(
         return None;
     }
     let ip_repr = Ipv4Repr::parse(&ip, &caps).ok()?;
-    if ip_repr.dst_addr != gw_ip || ip_repr.next_header != IpProtocol::Icmp {
+    if ip_repr.dst_addr != gw_ip && !aliases.contains(&ip_repr.dst_addr)
+        || ip_repr.next_header != IpProtocol::Icmp
+    {
         return None;
     }
     let src = ip_repr.src_addr;
@@ -75,7 +79,7 @@ pub(crate) fn answer(
         data,
     };
     let ip_reply = Ipv4Repr {
-        src_addr: gw_ip,
+        src_addr: ip_repr.dst_addr,
         dst_addr: src,
         next_header: IpProtocol::Icmp,
         payload_len: icmp_reply.buffer_len(),

@@ -4,7 +4,9 @@
 //! The switch hands this crate every Ethernet frame addressed to the gateway (unicast to
 //! its MAC, or broadcast/multicast). [`Gateway`] provides the gateway's own services: ARP for
 //! its address (`arp.rs`), Neighbor Discovery for its IPv6 addresses (`ndp.rs`) and replies to
-//! pings and ping6s sent to it (`icmp.rs`). [`Nat`] translates the
+//! pings and ping6s sent to it (`icmp.rs`); opt-in, for a network serving one
+//! self-configuring container (the slirp4netns drop-in), aliases answered like its address,
+//! a DHCPv4 server (`dhcp.rs`) and Router Advertisements (`ra.rs`). [`Nat`] translates the
 //! rest, replacing iptables MASQUERADE and DNAT without privileges: TCP is terminated in
 //! smoltcp and re-originated from host sockets (`tcp.rs`), UDP and ICMP echo go through
 //! per-flow host sockets (`udp.rs`, `ping.rs`), and published ports carry host connections
@@ -25,6 +27,7 @@ mod arp;
 mod config;
 mod ctx;
 mod device;
+mod dhcp;
 mod dns;
 mod dns_relay;
 mod engine;
@@ -34,16 +37,19 @@ mod icmp;
 mod ndp;
 mod ping;
 mod publish;
+mod ra;
 mod tcp;
 pub mod timer;
 mod udp;
 
 pub use device::Sink;
+pub use dhcp::{DhcpConfig, MAX_POOL, OFFER_HOLD};
 pub use dns::{DnsConfig, DnsView, HOST_NAME, Zone, answer_query};
 pub use engine::{Ipv6Config, Nat, NatConfig, NatCounters, NatError, NatStats};
 pub use flow::{FlowInfo, FlowProtocol};
 pub use gateway::{Gateway, GatewayCounters};
 pub use publish::{PortMapping, Protocol, Publish};
+pub use ra::{INITIAL_ADVERTS, INITIAL_INTERVAL, RaConfig};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -23,8 +23,11 @@
 //! rate limited per container by the gateway (`gateway.rs`). No neighbour cache is kept: the
 //! gateway learns nothing from solicitations.
 //!
-//! Not handled (left for the NAT to see or to drop): Router Solicitations (no Router
-//! Advertisements are sent; containers get a static route), Neighbor Advertisements, MLD,
+//! Router Solicitations are answered when the gateway advertises (`ra.rs`); otherwise they
+//! are left alone (containers get a static route). Aliases (slirp4netns's DNS address
+//! fd00::3) are answered like the configured address.
+//!
+//! Not handled (left for the NAT to see or to drop): Neighbor Advertisements, MLD,
 //! solicitations for any other target, packets with extension headers (ND and echo never need
 //! them), anything on an IPv4-only network.
 
@@ -37,19 +40,24 @@ use smoltcp::wire::{
 };
 
 use crate::icmp;
+use crate::ra::{self, Advertiser};
 
 /// Hop limit of Neighbor Discovery messages, sent and required (RFC 4861 §7.1.1).
 const ND_HOP_LIMIT: u8 = 255;
-/// The all-nodes group, where DAD defences go.
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// The all-nodes group, where DAD defences and unsolicited Router Advertisements go.
+pub(crate) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// The all-routers group, where Router Solicitations go.
+const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 
-/// The gateway's IPv6 identity: its two addresses and its MAC.
-#[derive(Clone, Copy, Debug)]
+/// The gateway's IPv6 identity: its addresses and its MAC.
+#[derive(Clone, Debug)]
 pub(crate) struct Gateway6 {
     /// The configured (global or ULA) address.
     pub global: Ipv6Addr,
     /// `fe80::` + the modified EUI-64 of `mac`.
     pub link_local: Ipv6Addr,
+    /// Further addresses answered like `global` (slirp4netns's DNS address fd00::3).
+    pub aliases: Vec<Ipv6Addr>,
     /// The gateway MAC.
     pub mac: EthernetAddress,
 }
@@ -57,7 +65,7 @@ pub(crate) struct Gateway6 {
 impl Gateway6 {
     /// Whether `addr` is one of the gateway's addresses.
     pub fn owns(&self, addr: Ipv6Addr) -> bool {
-        addr == self.global || addr == self.link_local
+        addr == self.global || addr == self.link_local || self.aliases.contains(&addr)
     }
 }
 
@@ -68,12 +76,15 @@ pub(crate) enum Answer {
     NeighborAdvert,
     /// An ICMPv6 echo reply.
     EchoReply,
+    /// A Router Advertisement answering a solicitation.
+    RouterAdvert,
 }
 
 /// Builds the gateway's answer to the IPv6 frame `eth` into `out`; returns what it is and
 /// the frame length.
 pub(crate) fn answer(
     gw: &Gateway6,
+    ra: Option<&Advertiser>,
     eth: &EthernetFrame<&[u8]>,
     out: &mut [u8],
 ) -> Option<(Answer, usize)> {
@@ -106,6 +117,21 @@ pub(crate) fn answer(
             }
             icmp::echo_reply_v6(gw.mac, eth.src_addr(), &ip_repr, ident, seq_no, data, out)
                 .map(|len| (Answer::EchoReply, len))
+        }
+        Icmpv6Repr::Ndisc(NdiscRepr::RouterSolicit { lladdr }) => {
+            let ra = ra?;
+            let to_group =
+                ip_repr.dst_addr == ALL_ROUTERS && eth.dst_addr() == multicast_mac(ALL_ROUTERS);
+            let to_us = gw.owns(ip_repr.dst_addr) && eth.dst_addr() == gw.mac;
+            // RFC 4861 §6.1.1: a solicitation from :: carries no link-layer address.
+            if ip_repr.src_addr.is_unspecified() && lladdr.is_some() {
+                return None;
+            }
+            if !ra::is_solicitation(&request, ip_repr.hop_limit, to_group || to_us) {
+                return None;
+            }
+            ra.solicited(gw.link_local, gw.mac, ip_repr.src_addr, src_mac, out)
+                .map(|len| (Answer::RouterAdvert, len))
         }
         _ => None,
     }
@@ -163,6 +189,23 @@ pub(crate) fn emit(
     icmp: &Icmpv6Repr<'_>,
     out: &mut [u8],
 ) -> Option<usize> {
+    emit_with(src_mac, dst_mac, src, dst, hop_limit, icmp, 0, out, |_| {})
+}
+
+/// [`emit`] with `extra` bytes of room after `icmp`, which `finish` fills (it gets the whole
+/// ICMPv6 message and must fix its checksum if it changes anything).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_with(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    icmp: &Icmpv6Repr<'_>,
+    extra: usize,
+    out: &mut [u8],
+    finish: impl FnOnce(&mut [u8]),
+) -> Option<usize> {
     let caps = ChecksumCapabilities::default();
     let eth = EthernetRepr {
         src_addr: src_mac,
@@ -173,10 +216,10 @@ pub(crate) fn emit(
         src_addr: src,
         dst_addr: dst,
         next_header: IpProtocol::Icmpv6,
-        payload_len: icmp.buffer_len(),
+        payload_len: icmp.buffer_len() + extra,
         hop_limit,
     };
-    let len = eth.buffer_len() + ip.buffer_len() + icmp.buffer_len();
+    let len = eth.buffer_len() + ip.buffer_len() + ip.payload_len;
     let out = out.get_mut(..len)?;
     let mut frame = EthernetFrame::new_unchecked(out);
     eth.emit(&mut frame);
@@ -184,6 +227,7 @@ pub(crate) fn emit(
     ip.emit(&mut ip_out);
     let mut icmp_out = Icmpv6Packet::new_unchecked(ip_out.payload_mut());
     icmp.emit(&src, &dst, &mut icmp_out, &caps);
+    finish(ip_out.payload_mut());
     Some(len)
 }
 
@@ -209,7 +253,7 @@ fn group_mac(target: Ipv6Addr) -> EthernetAddress {
 }
 
 /// The Ethernet address of an IPv6 multicast group (RFC 2464 §7): `33:33` + its low 32 bits.
-fn multicast_mac(group: Ipv6Addr) -> EthernetAddress {
+pub(crate) fn multicast_mac(group: Ipv6Addr) -> EthernetAddress {
     let [.., a, b, c, d] = group.octets();
     EthernetAddress([0x33, 0x33, a, b, c, d])
 }

@@ -97,7 +97,8 @@ impl Ping {
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
             return;
         };
-        if icmp.msg_type() != Icmpv4Message::EchoRequest || ip.dst_addr() == ctx.cfg.gateway_ip {
+        if icmp.msg_type() != Icmpv4Message::EchoRequest || ctx.cfg.is_service(ip.dst_addr().into())
+        {
             return;
         }
         let key = EchoKey {
@@ -119,7 +120,7 @@ impl Ping {
         };
         if icmp.msg_type() != Icmpv6Message::EchoRequest
             || icmp.msg_code() != 0
-            || ctx.cfg.is_gateway(ip.dst_addr().into())
+            || ctx.cfg.is_service(ip.dst_addr().into())
         {
             return;
         }
@@ -193,7 +194,11 @@ impl Ping {
                 return None;
             }
         };
-        if let Err(e) = sock.connect(&SocketAddr::new(key.peer, 0).into()) {
+        let bound = match ctx.cfg.outbound_for(key.peer) {
+            Some(local) => sock.bind(&SocketAddr::new(local, 0).into()),
+            None => Ok(()),
+        };
+        if let Err(e) = bound.and_then(|()| sock.connect(&SocketAddr::new(key.peer, 0).into())) {
             ctx.release(ep);
             tracing::debug!("ping: cannot reach {}: {e}", key.peer);
             ctx.unreachable(packet, Unreachable::Host, sink);

@@ -866,3 +866,223 @@ fn a_listed_flow_counts_the_bytes_each_way_and_its_age() {
     // The limit bounds the list and says so.
     assert_eq!(net.nat.flows(0), (Vec::new(), false));
 }
+
+// ---- slirp4netns mode: the DNS address, the default neighbour, the outbound address ----
+
+/// slirp4netns's DNS address (net+3).
+const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+
+/// A UDP datagram from `src` to `dst`.
+fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ipv4(src.0.octets(), dst.0.octets(), 64)
+        .udp(src.1, dst.1)
+        .write(&mut v, payload)
+        .expect("udp packet");
+    v
+}
+
+/// A UDP datagram the gateway sent: (source, destination, payload).
+type Datagram = ((Ipv4Addr, u16), (Ipv4Addr, u16), Vec<u8>);
+
+/// The UDP datagrams the gateway sent.
+fn udp_sent(out: &[Vec<u8>]) -> Vec<Datagram> {
+    out.iter()
+        .filter_map(|p| {
+            let ip = Ipv4Packet::new_checked(&p[..]).ok()?;
+            if ip.next_header() != IpProtocol::Udp {
+                return None;
+            }
+            let u = smoltcp::wire::UdpPacket::new_checked(ip.payload()).ok()?;
+            Some((
+                (ip.src_addr(), u.src_port()),
+                (ip.dst_addr(), u.dst_port()),
+                u.payload().to_vec(),
+            ))
+        })
+        .collect()
+}
+
+/// ICMP errors the gateway sent: (source, type, code).
+fn icmp_sent(out: &[Vec<u8>]) -> Vec<(Ipv4Addr, u8, u8)> {
+    out.iter()
+        .filter_map(|p| {
+            let ip = Ipv4Packet::new_checked(&p[..]).ok()?;
+            let i = (ip.next_header() == IpProtocol::Icmp)
+                .then(|| Icmpv4Packet::new_checked(ip.payload()).ok())
+                .flatten()?;
+            Some((ip.src_addr(), u8::from(i.msg_type()), i.msg_code()))
+        })
+        .collect()
+}
+
+#[test]
+fn dns_is_served_at_its_own_address_only_and_its_other_ports_are_closed() {
+    let mut net = Net::new(|c| {
+        c.dns_ip = Some(DNS);
+        c.host_loopback = true;
+        c.dns.upstreams = Vec::new();
+    });
+    // UDP 53 at the DNS address: answered, from that address.
+    net.send(&udp((C1, 40000), (DNS, 53), &dns_query(7, "nothere")));
+    let replies = udp_sent(&net.out);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!((replies[0].0, replies[0].1), ((DNS, 53), (C1, 40000)));
+    assert_eq!(replies[0].2[..2], 7u16.to_be_bytes());
+    assert_eq!(net.nat.stats().counters.dns_local, 1);
+
+    // UDP 53 at the gateway is an ordinary gateway port: the host's loopback, no DNS answer.
+    net.out.clear();
+    net.send(&udp((C1, 40001), (GW, 53), &dns_query(8, "nothere")));
+    assert!(udp_sent(&net.out).is_empty());
+    assert_eq!(net.nat.stats().counters.dns_local, 1);
+    assert_eq!(
+        net.nat.stats().counters.udp_flows,
+        1,
+        "translated to the host"
+    );
+
+    // Any other UDP port at the DNS address: port unreachable, from the DNS address.
+    net.out.clear();
+    net.send(&udp((C1, 40002), (DNS, 54), b"x"));
+    assert_eq!(icmp_sent(&net.out), vec![(DNS, 3, 3)]);
+
+    // TCP 53 at the DNS address is DNS over TCP; any other TCP port there is reset.
+    let mut c = Client::new(C1, 40003, (DNS, 53));
+    c.handshake(&mut net);
+    c.data(&mut net, &framed(&dns_query(9, "nothere")));
+    net.poll();
+    assert_eq!(c.received(&net)[2..4], 9u16.to_be_bytes());
+    net.out.clear();
+    net.send(&tcp(C1, DNS, 40004, 80, TcpControl::Syn, 1, None, &[], 0));
+    let segs = net.segments();
+    assert!(
+        segs.iter().any(|s| s.rst && s.src == DNS && s.sport == 80),
+        "{segs:?}"
+    );
+    assert_eq!(net.nat.stats().counters.forbidden_destination, 0);
+}
+
+#[test]
+fn a_disabled_dns_responder_leaves_port_53_unreachable() {
+    let mut net = Net::new(|c| {
+        c.dns_ip = Some(DNS);
+        c.dns_enabled = false;
+    });
+    net.send(&udp((C1, 40000), (DNS, 53), &dns_query(7, "nothere")));
+    assert!(udp_sent(&net.out).is_empty());
+    assert_eq!(icmp_sent(&net.out), vec![(DNS, 3, 3)]);
+    net.out.clear();
+    net.send(&tcp(C1, DNS, 40001, 53, TcpControl::Syn, 1, None, &[], 0));
+    assert!(net.segments().iter().any(|s| s.rst && s.src == DNS));
+    let k = net.nat.stats().counters;
+    assert_eq!((k.dns_local, k.dns_relayed), (0, 0));
+    assert_eq!(net.tcp_flows(), 0);
+}
+
+#[test]
+fn the_default_dns_address_is_still_the_gateway() {
+    let mut net = Net::new(|c| c.dns.upstreams = Vec::new());
+    net.send(&udp((C1, 40000), (GW, 53), &dns_query(7, "nothere")));
+    let replies = udp_sent(&net.out);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, (GW, 53));
+    // net+3 is an ordinary container address: not translated, not answered.
+    net.out.clear();
+    net.send(&udp((C1, 40001), (DNS, 53), &dns_query(8, "nothere")));
+    assert!(net.out.is_empty());
+}
+
+/// Sends `ip` from `mac` to the gateway; returns the Ethernet destinations of what came back.
+fn send_from(nat: &mut Nat, mac: [u8; 6], ip: &[u8]) -> Vec<[u8; 6]> {
+    let mut f = GW_MAC.to_vec();
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(ip);
+    let mut dsts = Vec::new();
+    nat.on_frame(&f, &mut |frame: &[u8]| {
+        dsts.push(<[u8; 6]>::try_from(&frame[12..18]).expect("dst"))
+    });
+    dsts
+}
+
+#[test]
+fn a_learned_default_neighbor_receives_replies_for_any_address() {
+    const MAC: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01];
+    const OTHER: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x02];
+    let query = |port| udp((C1, port), (GW, 53), &dns_query(port, "nothere"));
+
+    // Without learning, the reply goes to the MAC derived from the address.
+    let mut nat = Nat::with_clock(
+        NatConfig::new(GW, GW_MAC, (Ipv4Addr::new(10, 0, 0, 0), 24), 1500),
+        clock,
+    )
+    .expect("engine");
+    assert_eq!(
+        send_from(&mut nat, MAC, &query(1)),
+        vec![[2, 0x42, 10, 0, 0, 2]]
+    );
+    // A default neighbour set by the caller takes over for addresses without their own MAC.
+    nat.set_default_neighbor(OTHER);
+    assert_eq!(send_from(&mut nat, MAC, &query(2)), vec![OTHER]);
+    nat.set_neighbor(C1.into(), MAC);
+    assert_eq!(send_from(&mut nat, OTHER, &query(3)), vec![MAC]);
+
+    // With learning, the sender's MAC becomes the default and follows a change.
+    let mut cfg = NatConfig::new(GW, GW_MAC, (Ipv4Addr::new(10, 0, 0, 0), 24), 1500);
+    cfg.learn_neighbor = true;
+    let mut nat = Nat::with_clock(cfg, clock).expect("engine");
+    assert_eq!(send_from(&mut nat, MAC, &query(4)), vec![MAC]);
+    assert_eq!(send_from(&mut nat, OTHER, &query(5)), vec![OTHER]);
+    // A multicast source is never learned.
+    let mut bad = OTHER;
+    bad[0] |= 1;
+    assert_eq!(send_from(&mut nat, bad, &query(6)), vec![OTHER]);
+}
+
+#[test]
+fn outbound_flows_leave_from_the_configured_address() {
+    let outbound = Ipv4Addr::new(127, 0, 0, 2);
+    // TCP: the host sees the connection come from 127.0.0.2.
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| {
+        c.host_loopback = true;
+        c.outbound_ip = Some(outbound);
+    });
+    let mut c = Client::new(C1, 42010, (GW, port));
+    c.handshake(&mut net);
+    let (_server, peer) = host.accept().expect("dialled");
+    assert_eq!(peer.ip(), outbound);
+
+    // UDP: the same.
+    let server = UdpSocket::bind("127.0.0.1:0").expect("udp server");
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let uport = server.local_addr().expect("addr").port();
+    net.send(&udp((C1, 42011), (GW, uport), b"hello"));
+    let mut buf = [0u8; 16];
+    let (n, from) = server.recv_from(&mut buf).expect("datagram");
+    assert_eq!((&buf[..n], from.ip()), (&b"hello"[..], outbound.into()));
+}
+
+#[test]
+fn an_outbound_address_that_cannot_be_bound_refuses_the_flow() {
+    let host = TcpListener::bind("127.0.0.1:0").expect("listener");
+    host.set_nonblocking(true).expect("nonblocking");
+    let port = host.local_addr().expect("addr").port();
+    let mut net = Net::new(|c| {
+        c.host_loopback = true;
+        // A documentation address the machine does not have.
+        c.outbound_ip = Some(Ipv4Addr::new(203, 0, 113, 77));
+    });
+    net.send(&tcp(C1, GW, 42020, port, TcpControl::Syn, 1, None, &[], 0));
+    assert_eq!(icmp_sent(&net.out), vec![(GW, 3, 1)], "host unreachable");
+    assert!(host.accept().is_err(), "nothing reached the host");
+    assert_eq!(net.tcp_flows(), 0);
+    net.out.clear();
+    net.send(&udp((C1, 42021), (GW, port), b"x"));
+    assert_eq!(icmp_sent(&net.out), vec![(GW, 3, 1)]);
+    assert_eq!(net.nat.stats().udp_flows, 0);
+}

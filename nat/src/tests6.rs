@@ -853,3 +853,48 @@ fn publishes_that_mix_families_or_lack_an_ipv6_side_are_refused() {
     assert!(net.nat.remove_publish(p.host(), Protocol::Tcp));
     assert!(!net.nat.remove_publish(p.host(), Protocol::Tcp));
 }
+
+#[test]
+fn a_slaac_address_is_translated_and_answered_through_the_learned_neighbor() {
+    // slirp4netns's IPv6 side: fd00::/64, gateway fd00::2, DNS fd00::3; the container took a
+    // SLAAC address nobody bound to its MAC.
+    let gw: Ipv6Addr = "fd00::2".parse().unwrap();
+    let dns: Ipv6Addr = "fd00::3".parse().unwrap();
+    let slaac: Ipv6Addr = "fd00::a8bb:ccff:fedd:ee01".parse().unwrap();
+    let mac = [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x01];
+    let mut cfg = NatConfig::new(GW4, GW_MAC, (Ipv4Addr::new(10, 0, 0, 0), 24), 1500);
+    cfg.ipv6 = Some(Ipv6Config {
+        gateway_ip: gw,
+        subnet: ("fd00::".parse().unwrap(), 64),
+    });
+    cfg.dns_ip6 = Some(dns);
+    cfg.learn_neighbor = true;
+    cfg.dns.upstreams = Vec::new();
+    let mut nat = Nat::with_clock(cfg, clock).expect("engine");
+    let send = |nat: &mut Nat, to: SocketAddr| {
+        let ip = udp6(
+            SocketAddr::new(slaac.into(), 5353),
+            to,
+            &dns_query(3, "nothere"),
+        );
+        let mut f = GW_MAC.to_vec();
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x86, 0xdd]);
+        f.extend_from_slice(&ip);
+        let mut out = Vec::new();
+        nat.on_frame(&f, &mut |frame: &[u8]| out.push(frame[12..].to_vec()));
+        out
+    };
+    let out = send(&mut nat, SocketAddr::new(dns.into(), 53));
+    assert_eq!(out.len(), 1, "one DNS answer");
+    assert_eq!(&out[0][..6], &mac, "to the learned MAC");
+    let ip = Ipv6Packet::new_checked(&out[0][14..]).expect("IPv6");
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (dns, slaac));
+    // The gateway's port 53 is not the DNS responder's on this network.
+    let out = send(&mut nat, SocketAddr::new(gw.into(), 53));
+    assert!(out.iter().all(|f| {
+        let ip = Ipv6Packet::new_checked(&f[14..]).expect("IPv6");
+        ip.next_header() != IpProtocol::Udp
+    }));
+    assert_eq!(nat.stats().counters.dns_local, 1);
+}

@@ -181,7 +181,8 @@ impl Udp {
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         };
-        let sock = match UdpSocket::bind((any, 0))
+        let local = ctx.cfg.outbound_for(target).unwrap_or(any);
+        let sock = match UdpSocket::bind((local, 0))
             .and_then(|s| s.connect((target, dport)).map(|()| s))
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
         {

@@ -92,7 +92,10 @@ impl Engine {
         let mut events = [EpollEvent::empty(); 64];
         let mut nat_due = Instant::now();
         loop {
-            let wait = nat_due
+            // The gateway's own timer (periodic Router Advertisements), when it has one.
+            let gw_due = self.gateway.next_deadline();
+            let wait = gw_due
+                .map_or(nat_due, |d| d.min(nat_due))
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
             let timeout = u16::try_from(wait.as_millis()).unwrap_or(1000);
@@ -121,6 +124,9 @@ impl Engine {
             if nat_ready || Instant::now() >= nat_due {
                 self.poll_nat(now);
                 nat_due = Instant::now() + self.nat.poll_delay();
+            }
+            if gw_due.is_some_and(|d| Instant::now() >= d) {
+                self.poll_gateway(now);
             }
             if now >= last_age + AGE_EVERY {
                 self.net.age(now);
@@ -174,6 +180,30 @@ impl Engine {
         }
     }
 
+    /// Lets the gateway send what its timer made due (a periodic Router Advertisement).
+    fn poll_gateway(&mut self, now: u64) {
+        let Engine {
+            net,
+            gateway,
+            ports,
+            flood,
+            gw_buf,
+            ..
+        } = self;
+        let polled = guarded(|| {
+            let reply = gw_buf.get_mut(VNET_HDR_LEN..)?;
+            let n = gateway.poll_at(Instant::now(), reply)?;
+            let out = gw_buf.get_mut(..VNET_HDR_LEN + n)?;
+            // A zeroed virtio-net header: no offload flags, no GSO.
+            out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
+            emit_from_gateway(net, ports, flood, out, now);
+            Some(())
+        });
+        if let Err(msg) = polled {
+            self.record_panic(&msg, format_args!("polling the gateway"));
+        }
+    }
+
     /// Applies queued commands, each under the panic guard; false when the thread must stop.
     fn apply_commands(&mut self, epoll: &Epoll, commands: &mpsc::Receiver<Command>) -> bool {
         while let Ok(cmd) = commands.try_recv() {
@@ -213,6 +243,8 @@ impl Engine {
                     });
                 if res.is_ok() {
                     self.ports.insert(id, File::from(fd));
+                    // A new port on the link hears the initial Router Advertisements at once.
+                    self.gateway.restart_router_adverts();
                     if let PortRole::Container { mac, ipv4, ipv6 } = role {
                         self.nat.set_neighbor(ipv4.into(), mac);
                         if let Some(ip6) = ipv6 {

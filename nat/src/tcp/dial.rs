@@ -214,6 +214,13 @@ fn dial(to: SocketAddr, ctx: &mut Ctx, syn: &Syn, sink: &mut Sink<'_>) -> Option
         }
     };
     let _ = sock.set_tcp_nodelay(true);
+    if let Some(local) = ctx.cfg.outbound_for(to.ip())
+        && let Err(e) = sock.bind(&SocketAddr::new(local, 0).into())
+    {
+        tracing::debug!("tcp: cannot bind the outbound address {local}: {e}");
+        dial_failed(ctx, syn, &e, sink);
+        return None;
+    }
     match sock.connect(&to.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -387,7 +387,7 @@ impl Tcp {
         let Some(syn) = Syn::parse(packet) else {
             return;
         };
-        let started = if ctx.cfg.is_gateway(dst) && tcp.dst_port() == 53 {
+        let started = if tcp.dst_port() == 53 && ctx.cfg.serves_dns(dst) {
             self.open_local(ctx, key, &syn, sink)
         } else {
             self.start_dial(ctx, key, &syn, sink)
