@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dns::Upstream;
+use common::dns::{self, Upstream};
 use common::world::*;
 use common::*;
 
@@ -266,9 +266,20 @@ fn configure_mode_serves_the_namespace_as_slirp4netns_does() {
     assert!(route.contains("default via 10.0.2.2 dev tap0"), "{route}");
     assert!(c.ping("127.0.0.1"), "lo is not up");
 
-    // The gateway answers; other addresses of the subnet do not.
+    // The gateway and the DNS address answer; other addresses of the subnet do not.
     assert!(c.ping("10.0.2.2"), "gateway\n{}", slirp.log());
+    assert!(c.ping("10.0.2.3"), "DNS address\n{}", slirp.log());
     assert!(c.unreachable("10.0.2.50"));
+
+    // DNS at net+3 is relayed to the world's resolver (its resolv.conf); net+2 is no resolver.
+    let d = dns::dig(&c, "10.0.2.3", "a.fwd.test");
+    assert!(
+        d.resolves_to(&[dns::FWD_ADDR]),
+        "{}\n{}",
+        d.run,
+        slirp.log()
+    );
+    assert!(dns::dig(&c, "10.0.2.2", "a.fwd.test").addrs().is_empty());
 
     // Egress: the server sees the world's address.
     let _srv = tcp_peer(&s.servers, 8080);
@@ -511,4 +522,151 @@ fn bad_invocations_fail_with_one_line_and_exit_1() {
     assert!(stdout(&help).contains("--netns-type"));
     let version = Command::new(&s.bin).arg("--version").output().unwrap();
     assert!(stdout(&version).starts_with("slirp4netns version "));
+}
+
+/// Without `-c` the caller may ask slirp's DHCP server; `--disable-dns` closes net+3's port 53.
+#[test]
+fn dhcp_leases_slirps_range_and_disable_dns_closes_the_resolver() {
+    if !privileged("dhcp_leases_slirps_range_and_disable_dns_closes_the_resolver") {
+        return;
+    }
+    let s = Setup::new();
+    let _upstream = Upstream::start_in(&s.servers, s.dir.path());
+    let c = Netns::new("c");
+    let slirp = s.start(
+        &[
+            "--disable-dns",
+            "--mtu=1500",
+            "--netns-type=path",
+            &c.path(),
+            "tap0",
+        ],
+        None,
+    );
+    // Created, not configured.
+    let addr = stdout(&c.exec(&["ip", "-o", "-4", "addr", "show", "dev", "tap0"]));
+    assert!(addr.trim().is_empty(), "configured without -c: {addr}");
+    must("ip", &["-n", &c.name, "link", "set", "tap0", "up"]);
+    let script = s.dir.path().join("udhcpc.sh");
+    let lease = s.dir.path().join("lease.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu\" > {}\nexit 0\n",
+            lease.display()
+        ),
+    )
+    .unwrap();
+    must("chmod", &["0755", script.to_str().unwrap()]);
+    let r = run(
+        &c,
+        30,
+        &format!(
+            "busybox udhcpc -f -q -n -t 5 -T 1 -i tap0 -s {}",
+            script.display()
+        ),
+    );
+    assert!(r.ok(), "{r}\n{}", slirp.log());
+    let got = std::fs::read_to_string(&lease).unwrap_or_default();
+    assert!(
+        got.contains("ip=10.0.2.15 ")
+            && got.contains("mask=24")
+            && got.contains("router=10.0.2.2")
+            && got.contains("dns=10.0.2.3"),
+        "{got}\n{r}"
+    );
+    // A second client (another MAC) gets the next address of the range.
+    must(
+        "ip",
+        &[
+            "-n",
+            &c.name,
+            "link",
+            "set",
+            "tap0",
+            "address",
+            "02:00:00:00:00:42",
+        ],
+    );
+    let r = run(
+        &c,
+        30,
+        &format!(
+            "busybox udhcpc -f -q -n -t 5 -T 1 -i tap0 -s {}",
+            script.display()
+        ),
+    );
+    assert!(r.ok(), "{r}");
+    let got = std::fs::read_to_string(&lease).unwrap_or_default();
+    assert!(got.contains("ip=10.0.2.16 "), "{got}");
+    // --disable-dns: the DNS address still answers ping, but not DNS.
+    must(
+        "ip",
+        &["-n", &c.name, "addr", "add", "10.0.2.16/24", "dev", "tap0"],
+    );
+    assert!(c.ping("10.0.2.3"));
+    let d = dns::dig(&c, "10.0.2.3", "a.fwd.test");
+    assert!(d.addrs().is_empty(), "{}", d.run);
+}
+
+/// `--enable-ipv6` (podman passes it by default): fd00::/64 by router advertisement, the
+/// gateway fd00::2 and DNS fd00::3 answer, IPv6 egress goes through NAT66.
+#[test]
+fn enable_ipv6_serves_fd00_by_router_advertisement() {
+    if !privileged("enable_ipv6_serves_fd00_by_router_advertisement") {
+        return;
+    }
+    let s = Setup::new();
+    let _upstream = Upstream::start_in(&s.servers, s.dir.path());
+    let c = Netns::new("c");
+    // Podman turns DAD off before it starts slirp4netns.
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &c.name,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.accept_dad=0",
+        ],
+    );
+    let slirp = s.start(&["-c", "-6", "--netns-type=path", &c.path(), "tap0"], None);
+    let mut global = String::new();
+    assert!(
+        wait_until(15, || {
+            global = stdout(&c.exec(&[
+                "ip", "-o", "-6", "addr", "show", "dev", "tap0", "scope", "global",
+            ]));
+            global.contains("inet6 fd00::")
+        }),
+        "no SLAAC address in fd00::/64: {global}\n{}",
+        slirp.log()
+    );
+    let route = stdout(&c.exec(&["ip", "-6", "route", "show", "default"]));
+    assert!(route.contains("via fe80::"), "{route}");
+    assert!(c.ping("fd00::2"), "IPv6 gateway\n{}", slirp.log());
+    assert!(c.ping("fd00::3"), "IPv6 DNS address");
+    let _srv = Bg::spawn(
+        &s.servers,
+        &[
+            "socat",
+            &format!("TCP6-LISTEN:8080,bind=[{FAR6}],reuseaddr,fork"),
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+    );
+    wait_for("the IPv6 server", || {
+        listening_on(&s.servers, "tcp", &format!("[{FAR6}]"), 8080)
+    });
+    let r = tcp_line(&c, &format!("[{FAR6}]:8080"));
+    // socat prints the peer in full: the world's address, WORLD6.
+    assert!(
+        r.stdout().contains("[2001:0db8:0001:0000:0000:0000:0000:0001]"),
+        "{r}\n{}",
+        slirp.log()
+    );
+    let d = dns::dig(&c, "fd00::3", "b.fwd.test");
+    assert!(d.resolves_to(&[dns::FWD_ADDR]), "{}", d.run);
+    // IPv4 is unchanged.
+    assert!(c.ping("10.0.2.2"));
 }

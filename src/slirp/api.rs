@@ -29,6 +29,8 @@ use crate::datapath::Datapath;
 pub const MAX_REQUEST: usize = 4096;
 /// A client must have sent its request within this time.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the reply, what the client still sends is read and ignored for at most this long.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One forward, as `list_hostfwd` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,6 +294,18 @@ impl Forwards {
         };
         let _ = stream.write_all(reply.as_bytes()).await;
         let _ = stream.shutdown().await;
+        // A client may still be sending (a trailing newline written separately, say) when
+        // the JSON before it was complete: drain until it shuts down its side, briefly, so
+        // that its last write does not fail with EPIPE.
+        let mut sink = [0u8; 512];
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 

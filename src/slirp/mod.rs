@@ -27,14 +27,14 @@ pub mod args;
 mod confine;
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nat::{Gateway, Ipv6Config, Nat, NatConfig};
+use nat::{DhcpConfig, Gateway, Ipv6Config, Nat, NatConfig, RaConfig};
 use netns_helper::named::{TapConfig, TapSpec};
 use netns_helper::{Reply, Request};
 use switch::{NetworkConfig, PortId, PortRole};
@@ -201,16 +201,38 @@ fn start_datapath(
     );
     nat_cfg.host_loopback = plan.host_loopback;
     nat_cfg.dns.upstreams = upstreams;
-    let mut gateway = Gateway::new(gateway_ip, gw_mac);
+    nat_cfg.dns_ip = Some(plan.dns_ip());
+    nat_cfg.dns_enabled = plan.dns;
+    // One container per instance: whatever MAC it uses (DHCP, SLAAC, a changed MAC) gets
+    // its traffic.
+    nat_cfg.learn_neighbor = true;
+    nat_cfg.outbound_ip = plan.outbound4;
+    nat_cfg.outbound_ip6 = plan.outbound6;
+    let mut gateway = Gateway::new(gateway_ip, gw_mac)
+        .with_alias_v4(plan.dns_ip())
+        .with_dhcp(DhcpConfig::slirp(
+            plan.cidr.network(),
+            plan.cidr.prefix_len(),
+            plan.dns_ip(),
+        ));
     if plan.ipv6 {
         nat_cfg.ipv6 = Some(Ipv6Config {
             gateway_ip: IPV6_GATEWAY,
             subnet: (IPV6_NET, 64),
         });
-        gateway = gateway.with_ipv6(IPV6_GATEWAY);
+        nat_cfg.dns_ip6 = Some(IPV6_DNS);
+        gateway = gateway
+            .with_ipv6(IPV6_GATEWAY)
+            .with_alias_v6(IPV6_DNS)
+            .with_router_advert(RaConfig {
+                rdnss: if plan.dns { vec![IPV6_DNS] } else { Vec::new() },
+                mtu: Some(plan.mtu),
+                ..RaConfig::new(IPV6_NET, 64)
+            });
     }
     let mut nat = Nat::new(nat_cfg).context("cannot start the NAT")?;
-    nat.set_neighbor(IpAddr::V4(plan.guest()), guest_mac);
+    // Known before the container sends anything, so that a published port reaches it at once.
+    nat.set_default_neighbor(guest_mac);
     Datapath::spawn("slirp4netns", switch_cfg, gateway, nat).context("cannot start the data path")
 }
 
