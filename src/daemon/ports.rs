@@ -215,9 +215,10 @@ impl Daemon {
             }
             return Err(e);
         }
+        let name = self.endpoint(network, &id).map(|e| e.name.clone());
         self.events.send(
             crate::events::Event::new("port", "publish", Some(network))
-                .endpoint(&self.state.networks[network].endpoints[&id].name)
+                .endpoint(name.as_deref().unwrap_or(container))
                 .attr("mapping", m),
         );
         Ok(m)
