@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Events kept for `--since`.
 pub const KEPT: usize = 1024;
@@ -95,6 +95,9 @@ struct Inner {
     /// (never per frame), so a replay and the live stream join without a gap or a repeat.
     kept: Mutex<(VecDeque<Event>, u64)>,
     live: broadcast::Sender<Event>,
+    /// Set when the daemon shuts down: streams (events, captures) end so that the API's
+    /// graceful shutdown does not wait for them.
+    closing: watch::Sender<bool>,
 }
 
 impl Default for Events {
@@ -103,6 +106,7 @@ impl Default for Events {
         Events(Arc::new(Inner {
             kept: Mutex::new((VecDeque::with_capacity(KEPT), 1)),
             live,
+            closing: watch::channel(false).0,
         }))
     }
 }
@@ -121,6 +125,19 @@ impl Events {
         }
         kept.0.push_back(event.clone());
         let _ = self.0.live.send(event);
+    }
+
+    /// Tells streaming readers the daemon is shutting down.
+    pub fn close(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Events::close`] has been called.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// The kept events at or after `since` (all of them for `None`), and a receiver of

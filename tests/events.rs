@@ -100,7 +100,16 @@ fn a_live_reader_sees_the_lifecycle_in_order_and_since_replays_it() {
     assert_eq!(&past[1..], &want[..], "{past:#?}");
     // Without --since nothing is replayed: --until alone just ends at once.
     assert_eq!(d.ctl_ok(&["events", "--until", "0s"]), "");
-    drop(live);
+
+    // A daemon that stops ends the stream; the reader exits 0.
+    let mut d = d;
+    d.stop();
+    let ended = wait_until(5, || matches!(live.0.try_wait(), Ok(Some(_))));
+    assert!(
+        ended,
+        "vswitchctl events still running after the daemon stopped"
+    );
+    assert!(live.0.wait().expect("status").success());
 }
 
 #[test]

@@ -69,9 +69,10 @@ pub async fn capture(
         snaplen: q.snaplen.unwrap_or(MAX_SNAPLEN),
     };
     let stream = crate::daemon::capture(&d, &name, req).await?;
+    let closing = d.lock().await.events().closing();
     let id = stream.id;
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(pump_capture(stream, tx, name));
+    tokio::spawn(pump_capture(stream, tx, name, closing));
     let mut resp = axum::body::Body::new(ChannelBody(rx)).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -97,34 +98,53 @@ pub async fn stop_capture(
 
 /// Moves records from the capture's ring to the client until the count is reached, the
 /// capture is stopped, or the client goes away.
-async fn pump_capture(mut s: CaptureStream, tx: mpsc::Sender<Frame<Bytes>>, network: String) {
-    let header = Bytes::copy_from_slice(&file_header(s.snaplen));
-    if tx.send(Frame::data(header)).await.is_err() {
-        return;
-    }
+async fn pump_capture(
+    mut s: CaptureStream,
+    tx: mpsc::Sender<Frame<Bytes>>,
+    network: String,
+    closing: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(closing);
     let limit = s.count.unwrap_or(u64::MAX);
     let mut sent = 0u64;
-    while sent < limit {
+    let header = Bytes::copy_from_slice(&file_header(s.snaplen));
+    let mut client_gone = tx.send(Frame::data(header)).await.is_err();
+    // Polls left once the daemon shuts down: the capture is stopped, and what the ring holds
+    // is still sent (unless the data path does not let go within a second).
+    let mut closing_polls: Option<u32> = None;
+    while !client_gone && sent < limit && closing_polls != Some(0) {
         let mut buf = Vec::new();
         let n = s.reader.read_records(&mut buf, limit - sent);
         if n > 0 {
             sent += n;
-            if tx.send(Frame::data(Bytes::from(buf))).await.is_err() {
-                return;
-            }
+            client_gone = tx.send(Frame::data(Bytes::from(buf))).await.is_err();
             continue;
         }
         if s.reader.finished() {
             break;
         }
+        if let Some(n) = closing_polls.as_mut() {
+            *n -= 1;
+        }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
-            () = tx.closed() => return,
+            () = tx.closed() => client_gone = true,
+            () = &mut closing, if closing_polls.is_none() => {
+                s.stop.stop();
+                closing_polls = Some(200);
+            }
         }
     }
     s.stop.stop();
     let dropped = s.reader.stats.dropped.load(Ordering::Relaxed);
-    tracing::info!(network, id = s.id, frames = sent, dropped, "capture ended");
+    tracing::info!(
+        network,
+        id = s.id,
+        frames = sent,
+        dropped,
+        client_gone,
+        "capture ended"
+    );
     let mut trailers = HeaderMap::new();
     trailers.insert(FRAMES_TRAILER, HeaderValue::from(sent));
     trailers.insert(DROPPED_TRAILER, HeaderValue::from(dropped));
@@ -157,9 +177,13 @@ pub async fn events(
 ) -> Result<Response, Error> {
     let since = parse_time("since", q.since.as_deref())?;
     let until = parse_time("until", q.until.as_deref())?;
-    let (past, live) = d.lock().await.events().subscribe(since);
+    let (past, live, closing) = {
+        let daemon = d.lock().await;
+        let (past, live) = daemon.events().subscribe(since);
+        (past, live, daemon.events().closing())
+    };
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(pump_events(past, live, until, tx));
+    tokio::spawn(pump_events(past, live, until, tx, closing));
     let mut resp = axum::body::Body::new(ChannelBody(rx)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -179,7 +203,9 @@ async fn pump_events(
     mut live: broadcast::Receiver<Event>,
     until: Option<SystemTime>,
     tx: mpsc::Sender<Frame<Bytes>>,
+    closing: impl std::future::Future<Output = ()>,
 ) {
+    tokio::pin!(closing);
     let after_until = |e: &Event| until.is_some_and(|u| e.at.is_some_and(|at| at > u));
     for e in &past {
         if after_until(e) {
@@ -197,6 +223,7 @@ async fn pump_events(
             r = live.recv() => r,
             () = &mut deadline, if wait.is_some() => return,
             () = tx.closed() => return,
+            () = &mut closing => return,
         };
         let frame = match next {
             Ok(e) if after_until(&e) => return,
