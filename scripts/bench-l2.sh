@@ -154,7 +154,9 @@ if has capture; then
       echo "capture mtu=$mtu mode=none gbps=$base"
       for mode in full s96; do
         flags=(); [ $mode = s96 ] && flags=(-s 96)
-        cctl capture c$mtu "${flags[@]}" -w /dev/null 2>"$TMPD/cap.err" & CAP=$!; PIDS+=($CAP)
+        # The binary itself in the background (not a function: $! must be its PID).
+        "$BIN/vswitchctl" --socket "$TMPD/cap.sock" capture c$mtu "${flags[@]}" -w /dev/null \
+          2>"$TMPD/cap.err" & CAP=$!; PIDS+=($CAP)
         sleep 0.5
         v=$(iperf $TAG-ca$mtu 10.207.$n.3)
         kill -TERM "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null; stop "$CAP"

@@ -73,6 +73,11 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Follow the daemon's events as JSON lines: network create/remove, endpoint
     /// connect/disconnect/lost, port publish/unpublish, data path panics. Until Ctrl-C.
+    ///
+    /// Each line: {"time":"RFC 3339 UTC with nanoseconds","type":"network|endpoint|port|
+    /// datapath","action":"...","network":"...","endpoint":"...","attributes":{...}}; fields
+    /// without a value are left out. A reader that falls behind gets
+    /// {"type":"events","action":"lost","attributes":{"count":"N"}}.
     Events(EventsArgs),
     /// List a network's live NAT flows: protocol, container and remote address:port, state,
     /// age, payload bytes each way (at most 100,000; a warning says when more were left out).

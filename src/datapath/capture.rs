@@ -4,8 +4,8 @@
 //! Each capture is one preallocated single-producer single-consumer byte ring ([`rtrb`],
 //! [`RING_BYTES`]): the data path thread writes whole pcap records into it (the 16-byte record
 //! header, then the frame without its virtio-net header, cut to the capture's snaplen), the
-//! control plane reads whole records out. Writing a record is one reservation and two copies:
-//! no allocation and no lock. When the ring has no room for a record, the frame is dropped for
+//! control plane reads whole records out. Writing a record is a check for room and two
+//! copies: no allocation and no lock. When the ring has no room for a record, the frame is dropped for
 //! that capture and counted ([`Tap`]'s `dropped`): a slow reader never stalls forwarding.
 //!
 //! Which frames a capture sees, both directions:
@@ -117,30 +117,15 @@ impl Tap {
         for (dst, v) in header.chunks_exact_mut(4).zip(fields) {
             dst.copy_from_slice(&v.to_ne_bytes());
         }
-        let Ok(mut chunk) = self.ring.write_chunk(RECORD_HEADER + data.len()) else {
+        // Room for the whole record is checked first, so both pushes succeed; the reader
+        // takes a record only once its data is there too.
+        if self.ring.slots() < RECORD_HEADER + data.len()
+            || self.ring.push_entire_slice(&header).is_err()
+            || self.ring.push_entire_slice(data).is_err()
+        {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let (a, b) = chunk.as_mut_slices();
-        let at = put(a, b, 0, &header);
-        put(a, b, at, data);
-        chunk.commit_all();
+        }
     }
-}
-
-/// Copies `src` at offset `at` of the two halves `a` then `b` of a ring reservation; returns
-/// the offset after it.
-fn put(a: &mut [u8], b: &mut [u8], at: usize, src: &[u8]) -> usize {
-    let in_a = a.len().saturating_sub(at).min(src.len());
-    let (head, tail) = src.split_at(in_a);
-    if let Some(dst) = a.get_mut(at..at + in_a) {
-        dst.copy_from_slice(head);
-    }
-    let b_at = at.saturating_sub(a.len());
-    if let Some(dst) = b.get_mut(b_at..b_at + tail.len()) {
-        dst.copy_from_slice(tail);
-    }
-    at + src.len()
 }
 
 /// The captures running on one network, as the data path thread holds them.
@@ -235,7 +220,7 @@ impl CaptureReader {
             let Some(len) = record_len(&header) else {
                 break;
             };
-            // The producer commits a record whole, so its data is there.
+            // The producer pushes the header, then the data: wait for the data.
             let Ok(chunk) = self.ring.read_chunk(RECORD_HEADER + len) else {
                 break;
             };

@@ -324,9 +324,6 @@ impl Engine {
             match file.read(rx) {
                 Ok(len) if len > VNET_HDR_LEN => {
                     let Some(buf) = rx.get(..len) else { return };
-                    if !self.captures.is_empty() {
-                        self.captures.ingress(port, buf);
-                    }
                     if let Err(msg) = guarded(|| self.forward(port, buf, now)) {
                         let frame = buf.get(VNET_HDR_LEN..).unwrap_or_default();
                         self.record_panic(
@@ -360,6 +357,9 @@ impl Engine {
         let Some(frame) = buf.get(VNET_HDR_LEN..) else {
             return;
         };
+        if !self.captures.is_empty() {
+            self.captures.ingress(ingress, buf);
+        }
         #[cfg(debug_assertions)]
         if let Some(t) = self.test_panic_ethertype
             && frame.get(12..14) == Some(&t.to_be_bytes()[..])
