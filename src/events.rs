@@ -22,6 +22,8 @@ use tokio::sync::{broadcast, watch};
 pub const KEPT: usize = 1024;
 /// Events a live reader may fall behind before it loses some.
 pub const BACKLOG: usize = 1024;
+/// Live readers at once (each holds one of the API's connections); one more is refused.
+pub const MAX_READERS: usize = 32;
 
 /// One event, as `vswitchctl events` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,9 +144,20 @@ impl Events {
 
     /// The kept events at or after `since` (all of them for `None`), and a receiver of
     /// every event sent after them.
-    pub fn subscribe(&self, since: Option<SystemTime>) -> (Vec<Event>, broadcast::Receiver<Event>) {
+    ///
+    /// # Errors
+    /// [`MAX_READERS`] readers are following already.
+    pub fn subscribe(
+        &self,
+        since: Option<SystemTime>,
+    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), crate::error::Error> {
+        if self.0.live.receiver_count() >= MAX_READERS {
+            return Err(crate::error::Error::Conflict(format!(
+                "{MAX_READERS} event readers are following already; stop one first"
+            )));
+        }
         let Ok(kept) = self.0.kept.lock() else {
-            return (Vec::new(), self.0.live.subscribe());
+            return Ok((Vec::new(), self.0.live.subscribe()));
         };
         let past = match since {
             Some(since) => kept
@@ -155,7 +168,7 @@ impl Events {
                 .collect(),
             None => Vec::new(),
         };
-        (past, self.0.live.subscribe())
+        Ok((past, self.0.live.subscribe()))
     }
 }
 
@@ -185,14 +198,22 @@ mod tests {
         for i in 0..KEPT + 10 {
             events.send(Event::new("network", "create", Some(&format!("n{i}"))));
         }
-        let (past, mut rx) = events.subscribe(Some(t0));
+        let (past, mut rx) = events.subscribe(Some(t0)).unwrap();
         assert_eq!(past.len(), KEPT);
         assert_eq!(past[0].network.as_deref(), Some("n10"));
-        let (none, _) = events.subscribe(None);
+        let (none, _) = events.subscribe(None).unwrap();
         assert!(none.is_empty());
         events.send(Event::new("network", "remove", Some("n0")));
         let live = rx.try_recv().unwrap();
         assert_eq!(live.action, "remove");
         assert_eq!(live.seq, past.last().unwrap().seq + 1);
+
+        let readers: Vec<_> = (1..MAX_READERS)
+            .map(|_| events.subscribe(None).unwrap())
+            .collect();
+        let err = events.subscribe(None).unwrap_err().to_string();
+        assert!(err.contains("32 event readers"), "{err}");
+        drop(readers);
+        assert!(events.subscribe(None).is_ok());
     }
 }

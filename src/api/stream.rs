@@ -179,7 +179,7 @@ pub async fn events(
     let until = parse_time("until", q.until.as_deref())?;
     let (past, live, closing) = {
         let daemon = d.lock().await;
-        let (past, live) = daemon.events().subscribe(since);
+        let (past, live) = daemon.events().subscribe(since)?;
         (past, live, daemon.events().closing())
     };
     let (tx, rx) = mpsc::channel(16);
