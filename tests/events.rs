@@ -1,6 +1,6 @@
 //! `vswitchctl events`: what a rootless user has instead of `docker events`.
 //!
-//! Walkthrough: a live `vswitchctl events` → network create, connect, port add, port rm,
+//! Walkthrough: a live `vswitchctl events --since NOW` → network create, connect, port add, port rm,
 //! disconnect, network rm → the live reader prints them in that order as JSON lines →
 //! `--since 1m --until 0s` replays the same → a container whose namespace dies shows up as
 //! `endpoint lost`, then `disconnect` → a bad --since gets one line.
@@ -41,11 +41,14 @@ fn a_live_reader_sees_the_lifecycle_in_order_and_since_replays_it() {
         return;
     }
     let d = Daemon::start(&["--network", "net1=10.78.0.0/24"]);
+    // From now on: events sent before the reader has subscribed are replayed, so none is
+    // missed however slowly it starts.
+    let t0 = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
     let mut reader = Command::new(bin("vswitchctl"));
     reader
         .arg("--socket")
         .arg(&d.socket)
-        .arg("events")
+        .args(["events", "--since", &t0])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -57,8 +60,6 @@ fn a_live_reader_sees_the_lifecycle_in_order_and_since_replays_it() {
             let _ = tx.send(line);
         }
     });
-    // The reader is subscribed once it answers: give it a moment to connect.
-    std::thread::sleep(Duration::from_millis(300));
 
     d.ctl_ok(&["network", "create", "--subnet", "10.79.0.0/24", "net2"]);
     let c1 = Netns::new("c1");
