@@ -4,6 +4,12 @@
 //! Each iteration pushes a pre-built ring of frames through `Network::forward` and
 //! copies every forwarded frame into the destination's `MemPort` (a simulated send),
 //! so the reported throughput is frames switched per second on one core.
+//!
+//! Group `capture`: the same forwarding with the data path's capture hook
+//! (`vswitchd::datapath::capture`) in front of each frame, with no capture running (the
+//! one-branch cost everyone pays) and with one whole-network capture running (each frame
+//! copied into the capture's ring as a pcap record; the ring is emptied every 512 frames, as
+//! the daemon would, and that copy out is counted too).
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -273,12 +279,64 @@ fn mac_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+fn capture(c: &mut Criterion) {
+    use vswitchd::datapath::capture::{Captures, capture};
+    let mut group = c.benchmark_group("capture");
+    group.throughput(Throughput::Elements(RING as u64));
+    for frame_size in [64, 1500] {
+        let (mut net, mut ports) = build(2, frame_size);
+        let ring = unicast_ring(2, frame_size);
+        // The data path sees frames behind their 12-byte virtio-net header.
+        let with_vnet: Vec<Vec<u8>> = ring
+            .iter()
+            .map(|(_, f)| [&[0u8; switch::vnet::LEN][..], f].concat())
+            .collect();
+        for running in [false, true] {
+            let mut caps = Captures::default();
+            let mut reader = None;
+            let mut stats = None;
+            if running {
+                let (tap, r) = capture(1, None, 262_144);
+                caps.start(tap, "bench").expect("start");
+                stats = Some(r.stats.clone());
+                reader = Some(r);
+            }
+            let mut out = Vec::with_capacity(1 << 20);
+            let mut one = |net: &mut Network, ports: &mut [MemPort]| {
+                let mut sent = 0u64;
+                for (chunk, bufs) in ring.chunks(512).zip(with_vnet.chunks(512)) {
+                    for (buf, (ingress, _)) in bufs.iter().zip(chunk) {
+                        if !caps.is_empty() {
+                            caps.ingress(*ingress, buf);
+                        }
+                    }
+                    sent += switch_ring(net, ports, chunk);
+                    if let Some(r) = reader.as_mut() {
+                        out.clear();
+                        r.read_records(&mut out, u64::MAX);
+                    }
+                }
+                sent
+            };
+            assert_eq!(one(&mut net, &mut ports), RING as u64);
+            if let Some(stats) = &stats {
+                let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+                assert_eq!(dropped, 0, "the ring holds 512 frames");
+            }
+            let what = if running { "one-capture" } else { "no-capture" };
+            let id = BenchmarkId::new(format!("{frame_size}B"), what);
+            group.bench_function(id, |b| b.iter(|| black_box(one(&mut net, &mut ports))));
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = forward, flood, mac_lookup
+    targets = forward, flood, mac_lookup, capture
 }
 criterion_main!(benches);

@@ -34,10 +34,15 @@
 #   beyond a world namespace (198.51.100.2 and 2001:db8:205::2). Each IPv6 figure is printed
 #   with its ratio to the IPv4 figure of the same path and repetition (target >= 0.9), then
 #   one summary line per path and MTU with the means.
+# Section capture: container<->container through vswitchd with and without a packet capture
+#   running (`vswitchctl capture NET -w /dev/null`: the whole network, full snaplen, and
+#   `-s 96`, headers only), in the same run; each capture figure is printed as a ratio of the
+#   figure without capture measured just before it, with the frames the capture wrote and
+#   dropped (a slow reader drops frames; forwarding must not slow down).
 #
-# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS] [-s l2,nat,ipv6]
+# Usage: scripts/bench-l2.sh [-t SECS] [-r REPS] [-s l2,nat,ipv6,capture]
 #   -t seconds per iperf3 run (default 5)   -r repetitions (default 2)
-#   -s comma list of sections (default l2,nat,ipv6)
+#   -s comma list of sections (default l2,nat,ipv6; capture only when named)
 # Needs root; installs iperf3 (and for nat slirp4netns, passt, socat) if missing.
 # Output lines:
 #   kernel-bridge tcp mtu=1500 gbps=27.1
@@ -49,6 +54,8 @@
 #   summary mtu=1500 flow=egress ratio vswitchd/best-peer=11.51 vswitchd/kernel=0.39 targets=1.5,0.5 met=yes,no vswitchd=8.17 best-peer=slirp4netns:0.71 kernel-veth=21.20
 #   ipv6 kernel-bridge mtu=1500 v4=27.1 v6=25.3 v6/v4=0.93
 #   ipv6-summary mtu=1500 path=vswitchd-l2 v4=20.1 v6=19.2 v6/v4=0.96 target=0.9 met=yes
+#   capture mtu=1500 mode=none gbps=20.1
+#   capture mtu=1500 mode=full gbps=19.5 ratio=0.97 frames=81234 dropped=1200
 # A figure that could not be measured prints as gbps=error (ratios n/a); the run goes on.
 # Traffic stays inside namespaces this script creates (198.51.100.0/24, 10.20x.0.0/16 and
 # their loopbacks); all of them are deleted and every process it started is stopped by PID
@@ -124,6 +131,43 @@ for mtu in 1500 65520; do
 done
 stop "${PIDS[@]:$L2START}"
 delns $TAG-k1 $TAG-k2 $TAG-kb $TAG-w $TAG-a1500 $TAG-b1500 $TAG-a65520 $TAG-b65520
+fi
+
+# ==== section capture =====================================================================
+if has capture; then
+  CSTART=${#PIDS[@]}
+  mkns $TAG-cw $TAG-ca1500 $TAG-cb1500 $TAG-ca65520 $TAG-cb65520
+  start ip netns exec $TAG-cw "$BIN/vswitchd" --state-dir "$TMPD/cap-state" --socket "$TMPD/cap.sock" \
+    --network c1500=10.207.1.0/24
+  cctl() { "$BIN/vswitchctl" --socket "$TMPD/cap.sock" "$@"; }
+  waitfor cctl network ls || echo "# vswitchd (capture) did not answer on its socket"
+  cctl network create --subnet 10.207.2.0/24 --mtu 65520 c65520 >/dev/null
+  for m in 1500 65520; do
+    cctl network connect c$m /run/netns/$TAG-ca$m --name a >/dev/null
+    cctl network connect c$m /run/netns/$TAG-cb$m --name b >/dev/null
+    start ip netns exec $TAG-cb$m iperf3 -s -p 5201; waitfor listening $TAG-cb$m 5201
+  done
+  for mtu in 1500 65520; do
+    n=$([ $mtu = 1500 ] && echo 1 || echo 2)
+    for r in $(seq "$REPS"); do
+      base=$(iperf $TAG-ca$mtu 10.207.$n.3)
+      echo "capture mtu=$mtu mode=none gbps=$base"
+      for mode in full s96; do
+        flags=(); [ $mode = s96 ] && flags=(-s 96)
+        # The binary itself in the background (not a function: $! must be its PID).
+        "$BIN/vswitchctl" --socket "$TMPD/cap.sock" capture c$mtu "${flags[@]}" -w /dev/null \
+          2>"$TMPD/cap.err" & CAP=$!; PIDS+=($CAP)
+        sleep 0.5
+        v=$(iperf $TAG-ca$mtu 10.207.$n.3)
+        kill -TERM "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null; stop "$CAP"
+        counts=$(awk '/frames captured/{gsub(",",""); printf "frames=%s dropped=%s", $1, ($4==""?"?":$4)}' "$TMPD/cap.err")
+        ratio=$(awk -v v="$v" -v k="$base" 'BEGIN{ if (k+0>0 && v+0>0) printf "%.2f", v/k; else print "n/a"}')
+        echo "capture mtu=$mtu mode=$mode gbps=$v ratio=$ratio ${counts:-frames=error}"
+      done
+    done
+  done
+  stop "${PIDS[@]:$CSTART}"
+  delns $TAG-cw $TAG-ca1500 $TAG-cb1500 $TAG-ca65520 $TAG-cb65520
 fi
 
 # ==== section nat =========================================================================

@@ -17,7 +17,11 @@ use crate::api::types::{
 };
 use crate::client::{Client, ClientError};
 
+mod capture;
+mod events;
 mod tables;
+pub use capture::{CaptureArgs, capture};
+pub use events::{EventsArgs, events};
 pub use tables::{Format, flows, macs};
 
 /// The daemon refused the request.
@@ -61,6 +65,20 @@ pub enum Command {
         /// Network name.
         network: String,
     },
+    /// Capture the frames crossing a network's switch (both directions), or one endpoint's,
+    /// as pcap (LINKTYPE_ETHERNET, microsecond timestamps) for tcpdump, tshark or Wireshark.
+    /// Stops after -c COUNT frames, on Ctrl-C or SIGTERM, or when the output closes; prints
+    /// "N frames captured, M dropped" on stderr (frames are dropped, never delayed, when the
+    /// reader is slower than the traffic).
+    Capture(CaptureArgs),
+    /// Follow the daemon's events as JSON lines: network create/remove, endpoint
+    /// connect/disconnect/lost, port publish/unpublish, data path panics. Until Ctrl-C.
+    ///
+    /// Each line: {"time":"RFC 3339 UTC with nanoseconds","type":"network|endpoint|port|
+    /// datapath","action":"...","network":"...","endpoint":"...","attributes":{...}}; fields
+    /// without a value are left out. A reader that falls behind gets
+    /// {"type":"events","action":"lost","attributes":{"count":"N"}}.
+    Events(EventsArgs),
     /// List a network's live NAT flows: protocol, container and remote address:port, state,
     /// age, payload bytes each way (at most 100,000; a warning says when more were left out).
     Flows {

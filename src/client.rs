@@ -60,6 +60,27 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, ClientError> {
+        let resp = self.open(method, path, body).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .to_bytes();
+        Ok(bytes)
+    }
+
+    /// Sends one request and returns a 2xx answer whose body is still to be read (a stream:
+    /// `capture`, `events`); trailers are asked for.
+    ///
+    /// # Errors
+    /// [`ClientError`], with the daemon's message for a non-2xx answer.
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let proto = |e: &dyn std::fmt::Display| ClientError::Protocol(e.to_string());
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -78,19 +99,20 @@ impl Client {
             .uri(path)
             .header("host", "vswitchd")
             .header("content-type", "application/json")
+            .header("te", "trailers")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| proto(&e))?;
         let resp = sender.send_request(req).await.map_err(|e| proto(&e))?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let bytes = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| proto(&e))?
             .to_bytes();
-        if status.is_success() {
-            return Ok(bytes);
-        }
         let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => b.message,
             // axum's own rejections (bad JSON) are plain text.

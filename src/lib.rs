@@ -33,6 +33,7 @@ pub mod client;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod netavark;
 pub mod run;

@@ -661,7 +661,8 @@ fn enable_ipv6_serves_fd00_by_router_advertisement() {
     let r = tcp_line(&c, &format!("[{FAR6}]:8080"));
     // socat prints the peer in full: the world's address, WORLD6.
     assert!(
-        r.stdout().contains("[2001:0db8:0001:0000:0000:0000:0000:0001]"),
+        r.stdout()
+            .contains("[2001:0db8:0001:0000:0000:0000:0000:0001]"),
         "{r}\n{}",
         slirp.log()
     );

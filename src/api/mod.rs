@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod serve;
+pub mod stream;
 pub mod types;
 
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -41,6 +42,12 @@ pub fn router(daemon: Shared) -> Router {
         .route("/networks/{name}/stats", get(stats))
         .route("/networks/{name}/macs", get(macs))
         .route("/networks/{name}/flows", get(flows))
+        .route("/networks/{name}/capture", get(stream::capture))
+        .route(
+            "/networks/{name}/capture/{id}",
+            axum::routing::delete(stream::stop_capture),
+        )
+        .route("/events", get(stream::events))
         .route("/ports", get(list_ports))
         .route("/metrics", get(crate::metrics::handler))
         .with_state(daemon)

@@ -20,6 +20,12 @@
 //! - `GET /networks/{name}/stats` → [`NatStatsView`]
 //! - `GET /networks/{name}/macs` → `[MacRow]` (the switch's MAC table)
 //! - `GET /networks/{name}/flows` → [`FlowTable`] (live NAT flows, at most [`FLOWS_LIMIT`])
+//! - `GET /networks/{name}/capture?endpoint=NAME&count=N&snaplen=N` → a pcap stream, header
+//!   `Vswitch-Capture-Id`, trailers `Vswitch-Capture-Frames`/`-Dropped` (see
+//!   [`crate::api::stream`])
+//! - `DELETE /networks/{name}/capture/{id}` → 204 (the capture's stream ends)
+//! - `GET /events?since=RFC3339&until=RFC3339` → JSON lines of [`crate::events::Event`]
+//! - `GET /metrics` → Prometheus text
 //!
 //! Errors: a non-2xx status with [`ErrorBody`].
 

@@ -31,6 +31,8 @@ fn main() {
             Command::Run(args) => vswitchd::run::run(&client, args).await,
             Command::Port(cmd) => vswitchd::cli::port(&client, cmd).await,
             Command::Stats { network } => vswitchd::cli::stats(&client, &network).await,
+            Command::Capture(args) => vswitchd::cli::capture(&client, args).await,
+            Command::Events(args) => vswitchd::cli::events(&client, args).await,
             Command::Flows { network, format } => {
                 vswitchd::cli::flows(&client, &network, format).await
             }

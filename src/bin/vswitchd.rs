@@ -232,7 +232,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             });
         }
         let app = vswitchd::api::router(shared.clone());
-        let served = vswitchd::api::serve::serve(listener, app, shutdown_signal()).await;
+        let events = shared.lock().await.events().clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            // Streams (events, captures) end now, so the API does not wait for them.
+            events.close();
+        };
+        let served = vswitchd::api::serve::serve(listener, app, shutdown).await;
         let _ = std::fs::remove_file(&socket);
         let _ = stop_metrics.send(true);
         // A clean shutdown folds the journal into a fresh snapshot.

@@ -97,7 +97,7 @@ pub async fn flows(client: &Client, network: &str, format: Format) -> i32 {
 
 /// Refuses a name no network can have before it is put in a request path (where `/`, `?` or
 /// a newline would change the request rather than name a network).
-fn check_name(network: &str) -> Result<(), i32> {
+pub(super) fn check_name(network: &str) -> Result<(), i32> {
     crate::daemon::inputs::validate_name("network name", network).map_err(|e| {
         eprintln!("error: {e}");
         super::EXIT_REFUSED

@@ -302,6 +302,22 @@ impl Daemon {
             return fail(e, &ep);
         }
         tracing::info!(network = a.network, endpoint = a.name, ip = %a.ip, mac = %a.mac, ifname = ep.ifname, "endpoint attached");
+        let mut event = crate::events::Event::new("endpoint", "connect", Some(&a.network))
+            .endpoint(&a.name)
+            .attr("ip", a.ip)
+            .attr("mac", a.mac)
+            .attr("interface", &ep.ifname);
+        if let Some(ip6) = a.ip6 {
+            event = event.attr("ip6", ip6);
+        }
+        self.events.send(event);
+        for m in &a.mappings {
+            self.events.send(
+                crate::events::Event::new("port", "publish", Some(&a.network))
+                    .endpoint(&a.name)
+                    .attr("mapping", m),
+            );
+        }
         Ok(endpoint_view(
             &ep,
             a.prefix_len,
@@ -362,6 +378,11 @@ impl Daemon {
         self.release(network, ep.ip, ep.ip6);
         self.persist(network, super::Change::Remove(&ep.id))?;
         tracing::info!(network, endpoint = ep.name, ip = %ep.ip, "endpoint detached");
+        self.events.send(
+            crate::events::Event::new("endpoint", "disconnect", Some(network))
+                .endpoint(&ep.name)
+                .attr("ip", ep.ip),
+        );
         Ok(())
     }
 }
@@ -445,6 +466,11 @@ pub async fn reap(d: &Shared) -> usize {
     let mut n = 0;
     for (network, id, name, _, _) in gone {
         tracing::info!(network, endpoint = name, "namespace gone; detaching");
+        d.lock().await.events.send(
+            crate::events::Event::new("endpoint", "lost", Some(&network))
+                .endpoint(&name)
+                .attr("reason", "its network namespace is gone"),
+        );
         match disconnect(d, &network, &id).await {
             Ok(()) => n += 1,
             Err(e) => tracing::warn!(network, endpoint = name, "detach failed: {e}"),

@@ -17,6 +17,8 @@ use crate::error::Error;
 use crate::state::journal::{Journal, Record};
 use crate::state::{EndpointState, NetworkState, State};
 
+mod capture;
+pub use capture::{CaptureRequest, CaptureStream, capture, stop_capture};
 mod endpoints;
 pub use endpoints::{REAP_EVERY, connect, disconnect, reap};
 pub(crate) mod inputs;
@@ -88,6 +90,10 @@ pub struct Daemon {
     taken: HashMap<String, Taken>,
     /// Attach latency and failures (shared with attaches running unlocked).
     attach_metrics: std::sync::Arc<crate::metrics::AttachMetrics>,
+    /// What happened, for `vswitchctl events`.
+    events: crate::events::Events,
+    /// Id of the next packet capture.
+    next_capture: u64,
 }
 
 /// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
@@ -133,6 +139,11 @@ async fn call_helper(
 }
 
 impl Daemon {
+    /// The daemon's event log.
+    pub fn events(&self) -> &crate::events::Events {
+        &self.events
+    }
+
     /// Loads the state in `config.state_dir`, makes sure every network of `wanted` exists
     /// (`None` subnet: next free default pool), starts a data path for every network and
     /// re-attaches endpoints whose namespaces still exist.
@@ -156,6 +167,8 @@ impl Daemon {
             dns_members: HashMap::new(),
             taken: HashMap::new(),
             attach_metrics: Default::default(),
+            events: Default::default(),
+            next_capture: 1,
         };
         for (name, net) in &daemon.state.networks {
             let mut t = Taken::default();
@@ -323,7 +336,7 @@ impl Daemon {
             gateway = gateway.with_ipv6(c6.gateway);
         }
         let nat = Nat::new(nat_cfg).map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
-        let datapath = Datapath::spawn(name, switch_cfg, gateway, nat)
+        let datapath = Datapath::spawn(name, switch_cfg, gateway, nat, self.events.clone())
             .map_err(|e| Error::Datapath(format!("{name}: {e}")))?;
         tracing::info!(
             network = name,
@@ -394,6 +407,14 @@ impl Daemon {
                 }
                 Err(e) => {
                     tracing::warn!(network = name, endpoint = ep.name, "endpoint lost: {e}");
+                    self.events.send(
+                        crate::events::Event::new("endpoint", "lost", Some(name))
+                            .endpoint(&ep.name)
+                            .attr(
+                                "reason",
+                                format_args!("not re-attached after a restart: {e}"),
+                            ),
+                    );
                     if let Some(live) = self.live.get_mut(name) {
                         live.lost.insert(ep.id.clone(), e.to_string());
                     }
@@ -421,7 +442,7 @@ impl Daemon {
             ipv4: ep.ip,
             ipv6: ep.ip6,
         };
-        live.datapath.attach(port, fd, role).await?;
+        live.datapath.attach(port, fd, role, &ep.name).await?;
         live.ports.insert(id.to_string(), port);
         live.lost.remove(id);
         Ok(())

@@ -107,6 +107,17 @@ impl Daemon {
             return Err(e);
         }
         tracing::info!(network = req.name, %subnet, "network created");
+        let mut event =
+            crate::events::Event::new("network", "create", Some(&req.name)).attr("subnet", subnet);
+        if let Some(p6) = self
+            .state
+            .networks
+            .get(&req.name)
+            .and_then(|n| n.pool6.as_ref())
+        {
+            event = event.attr("subnet6", p6.config().subnet);
+        }
+        self.events.send(event);
         Ok(id)
     }
 
@@ -138,6 +149,8 @@ impl Daemon {
         self.live.remove(name);
         self.taken.remove(name);
         tracing::info!(network = name, "network removed");
+        self.events
+            .send(crate::events::Event::new("network", "remove", Some(name)));
         Ok(())
     }
 

@@ -215,6 +215,12 @@ impl Daemon {
             }
             return Err(e);
         }
+        let name = self.endpoint(network, &id).map(|e| e.name.clone());
+        self.events.send(
+            crate::events::Event::new("port", "publish", Some(network))
+                .endpoint(name.as_deref().unwrap_or(container))
+                .attr("mapping", m),
+        );
         Ok(m)
     }
 
@@ -256,6 +262,12 @@ impl Daemon {
         }
         self.unpublish_one(network, m).await;
         tracing::info!(network, container, mapping = %m, "port withdrawn");
+        let name = self.endpoint(network, &id).map(|e| e.name.clone());
+        self.events.send(
+            crate::events::Event::new("port", "unpublish", Some(network))
+                .endpoint(name.as_deref().unwrap_or(container))
+                .attr("mapping", m),
+        );
         Ok(())
     }
 

@@ -95,7 +95,7 @@ fn mac_row(e: &MacEntry, names: &HashMap<PortId, String>) -> MacRow {
 
 impl super::Daemon {
     /// The live side of a known network.
-    fn live_network(&self, network: &str) -> Result<&super::Live, Error> {
+    pub(super) fn live_network(&self, network: &str) -> Result<&super::Live, Error> {
         self.network(network)?;
         self.live
             .get(network)

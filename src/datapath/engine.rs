@@ -16,6 +16,7 @@ use nix::sys::eventfd::EventFd;
 use switch::vnet::LEN as VNET_HDR_LEN;
 use switch::{FrameSummary, GATEWAY, Network, NetworkConfig, PortId, PortRole, Verdict};
 
+use super::capture::Captures;
 use super::guard::{Health, guarded, test_panic_ethertype};
 use super::ports::Ports;
 use super::{Command, MacEntry, RX_BATCH, Snapshot};
@@ -45,6 +46,14 @@ pub(super) struct Engine {
     gw_buf: Vec<u8>,
     /// Shared with the control plane.
     health: Arc<Health>,
+    /// Packet captures running (none: one branch per frame).
+    captures: Captures,
+    /// The daemon's event log (caught panics, failing TAPs).
+    events: crate::events::Events,
+    /// Endpoint names by port, for events.
+    names: std::collections::HashMap<u32, String>,
+    /// When the last panic event was sent.
+    last_panic_event: Option<Instant>,
     /// Tick 0 of the MAC table's clock (seconds since then).
     start: Instant,
     /// Flow memory freed since the allocator last returned memory, and when that was.
@@ -63,6 +72,7 @@ impl Engine {
         gateway: Gateway,
         nat: Nat,
         health: Arc<Health>,
+        events: crate::events::Events,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -73,6 +83,10 @@ impl Engine {
             flood: Vec::with_capacity(64),
             gw_buf: vec![0; FRAME_BUF],
             health,
+            captures: Captures::default(),
+            events,
+            names: Default::default(),
+            last_panic_event: None,
             start: Instant::now(),
             released: 0,
             last_trim: Instant::now(),
@@ -152,6 +166,18 @@ impl Engine {
                 "data path panicked: {what}"
             );
         }
+        // One event per second at most: a stream of bad frames must not flush the event log.
+        if self
+            .last_panic_event
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_panic_event = Some(Instant::now());
+            self.events.send(
+                crate::events::Event::new("datapath", "panic", Some(&self.name))
+                    .attr("message", &what)
+                    .attr("panics", before + 1),
+            );
+        }
         if let Ok(mut last) = self.health.last_panic.lock() {
             *last = Some(what);
         }
@@ -164,10 +190,11 @@ impl Engine {
             ports,
             flood,
             nat,
+            captures,
             ..
         } = self;
         let polled = guarded(|| {
-            nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, frame, now))
+            nat.poll(&mut |frame: &[u8]| emit_from_gateway(net, ports, flood, captures, frame, now))
         });
         if let Err(msg) = polled {
             self.record_panic(&msg, format_args!("polling the NAT"));
@@ -188,6 +215,7 @@ impl Engine {
             ports,
             flood,
             gw_buf,
+            captures,
             ..
         } = self;
         let polled = guarded(|| {
@@ -196,7 +224,7 @@ impl Engine {
             let out = gw_buf.get_mut(..VNET_HDR_LEN + n)?;
             // A zeroed virtio-net header: no offload flags, no GSO.
             out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
-            emit_from_gateway(net, ports, flood, out, now);
+            emit_from_gateway(net, ports, flood, captures, out, now);
             Some(())
         });
         if let Err(msg) = polled {
@@ -224,6 +252,7 @@ impl Engine {
                 id,
                 fd,
                 role,
+                name,
                 reply,
             } => {
                 let res = self
@@ -243,6 +272,7 @@ impl Engine {
                     });
                 if res.is_ok() {
                     self.ports.insert(id, File::from(fd));
+                    self.names.insert(id.0, name);
                     // A new port on the link hears the initial Router Advertisements at once.
                     self.gateway.restart_router_adverts();
                     if let PortRole::Container { mac, ipv4, ipv6 } = role {
@@ -258,6 +288,8 @@ impl Engine {
                 if let Some(file) = self.ports.remove(id) {
                     let _ = epoll.delete(file.as_fd());
                 }
+                self.names.remove(&id.0);
+                self.captures.port_gone(id);
                 if let Some(PortRole::Container { ipv4, ipv6, .. }) = self.net.role(id).copied() {
                     for ip in std::iter::once(ipv4.into()).chain(ipv6.map(Into::into)) {
                         self.nat.remove_publishes_to(ip);
@@ -307,6 +339,10 @@ impl Engine {
             Command::Flows { limit, reply } => {
                 let _ = reply.send(self.nat.flows(limit));
             }
+            Command::StartCapture { tap, reply } => {
+                let _ = reply.send(self.captures.start(tap, &self.name));
+            }
+            Command::StopCapture { id } => self.captures.stop(id),
             Command::Stop => return false,
         }
         true
@@ -337,6 +373,12 @@ impl Engine {
                     // polling it; the port stays registered until the endpoint is disconnected.
                     tracing::warn!("port {}: read failed, no longer polled: {e}", port.0);
                     let _ = epoll.delete(file.as_fd());
+                    let mut lost = crate::events::Event::new("endpoint", "lost", Some(&self.name))
+                        .attr("reason", format_args!("interface read failed: {e}"));
+                    if let Some(name) = self.names.get(&port.0) {
+                        lost = lost.endpoint(name);
+                    }
+                    self.events.send(lost);
                     return;
                 }
             }
@@ -348,6 +390,9 @@ impl Engine {
         let Some(frame) = buf.get(VNET_HDR_LEN..) else {
             return;
         };
+        if !self.captures.is_empty() {
+            self.captures.ingress(ingress, buf);
+        }
         #[cfg(debug_assertions)]
         if let Some(t) = self.test_panic_ethertype
             && frame.get(12..14) == Some(&t.to_be_bytes()[..])
@@ -384,6 +429,7 @@ impl Engine {
             ports,
             flood,
             gw_buf,
+            captures,
             ..
         } = self;
         net.count_tx(GATEWAY, frame.len(), true);
@@ -395,12 +441,12 @@ impl Engine {
                 if let Some(out) = gw_buf.get_mut(..VNET_HDR_LEN + n) {
                     // A zeroed virtio-net header: no offload flags, no GSO.
                     out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
-                    emit_from_gateway(net, ports, flood, out, now);
+                    emit_from_gateway(net, ports, flood, captures, out, now);
                 }
             }
             None => {
                 nat.on_frame(frame, &mut |f: &[u8]| {
-                    emit_from_gateway(net, ports, flood, f, now)
+                    emit_from_gateway(net, ports, flood, captures, f, now)
                 });
             }
         }
@@ -408,7 +454,7 @@ impl Engine {
 
     /// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
     fn transmit(&mut self, dst: PortId, buf: &[u8]) {
-        transmit(&mut self.net, &mut self.ports, dst, buf);
+        transmit(&mut self.net, &mut self.ports, &mut self.captures, dst, buf);
     }
 }
 
@@ -430,7 +476,16 @@ fn give_back_memory() {
 }
 
 /// Writes one buffer (header + frame) to port `dst`'s TAP and counts it.
-fn transmit(net: &mut Network, ports: &mut Ports, dst: PortId, buf: &[u8]) {
+fn transmit(
+    net: &mut Network,
+    ports: &mut Ports,
+    captures: &mut Captures,
+    dst: PortId,
+    buf: &[u8],
+) {
+    if !captures.is_empty() {
+        captures.egress(dst, buf);
+    }
     let ok = match ports.get(dst) {
         Some(file) => matches!(file.write(buf), Ok(n) if n == buf.len()),
         None => false,
@@ -443,19 +498,23 @@ fn emit_from_gateway(
     net: &mut Network,
     ports: &mut Ports,
     flood: &mut Vec<PortId>,
+    captures: &mut Captures,
     buf: &[u8],
     now: u64,
 ) {
     let Some(frame) = buf.get(VNET_HDR_LEN..) else {
         return;
     };
+    if !captures.is_empty() {
+        captures.from_gateway(buf);
+    }
     match net.forward(GATEWAY, frame, now) {
-        Verdict::Unicast(dst) if dst != GATEWAY => transmit(net, ports, dst, buf),
+        Verdict::Unicast(dst) if dst != GATEWAY => transmit(net, ports, captures, dst, buf),
         Verdict::Flood => {
             flood.clear();
             net.for_each_flood_target(GATEWAY, |p| flood.push(p));
             for &dst in flood.iter() {
-                transmit(net, ports, dst, buf);
+                transmit(net, ports, captures, dst, buf);
             }
         }
         _ => {}

@@ -26,6 +26,7 @@
 //! handle and its [`Command`]s), `engine.rs` the thread's loop and frame forwarding,
 //! `guard.rs` the panic guard and [`Health`], `ports.rs` the table of TAP files.
 
+pub mod capture;
 mod engine;
 mod guard;
 mod ports;
@@ -62,6 +63,8 @@ pub enum Command {
         fd: OwnedFd,
         /// Its anti-spoofing binding.
         role: PortRole,
+        /// The endpoint's name, for events.
+        name: String,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -108,6 +111,18 @@ pub enum Command {
         limit: usize,
         /// The flows, and false when some were left out for the limit.
         reply: oneshot::Sender<(Vec<FlowInfo>, bool)>,
+    },
+    /// Start a packet capture (see [`capture`]).
+    StartCapture {
+        /// The data path's end of the capture.
+        tap: capture::Tap,
+        /// Done, or why not (too many captures).
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// End a packet capture (unknown ids are ignored).
+    StopCapture {
+        /// The capture's id.
+        id: u64,
     },
     /// End the thread (ports are closed; persistent TAPs stay in the containers).
     Stop,
@@ -159,6 +174,7 @@ impl Datapath {
         config: NetworkConfig,
         gateway: Gateway,
         nat: Nat,
+        events: crate::events::Events,
     ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(EventFd::from_flags(
@@ -172,7 +188,7 @@ impl Datapath {
         epoll.add(nat.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, NAT_TOKEN))?;
         install_panic_hook();
         let health = Arc::new(Health::default());
-        let mut engine = Engine::new(name, config, gateway, nat, health.clone());
+        let mut engine = Engine::new(name, config, gateway, nat, health.clone(), events);
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dp-{name}"))
@@ -237,11 +253,14 @@ impl Datapath {
         id: PortId,
         fd: OwnedFd,
         role: PortRole,
+        name: &str,
     ) -> Result<(), crate::error::Error> {
+        let name = name.to_string();
         self.request(|reply| Command::Attach {
             id,
             fd,
             role,
+            name,
             reply,
         })
         .await?
@@ -328,6 +347,25 @@ impl Datapath {
         Ok(rx)
     }
 
+    /// Starts a capture.
+    ///
+    /// # Errors
+    /// When the thread is gone or refuses (too many captures).
+    pub async fn start_capture(&self, tap: capture::Tap) -> Result<(), crate::error::Error> {
+        self.request(|reply| Command::StartCapture { tap, reply })
+            .await?
+            .map_err(crate::error::Error::Conflict)
+    }
+
+    /// A handle that ends capture `id` when dropped (or when [`CaptureStop::stop`] is called).
+    pub fn capture_stop(&self, id: u64) -> CaptureStop {
+        CaptureStop {
+            id,
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
     /// Asks for the current counters without waiting: the caller awaits the answer (a
     /// metrics scrape posts every network's request under the daemon's lock, then awaits
     /// them after releasing it).
@@ -338,6 +376,29 @@ impl Datapath {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Snapshot { reply })?;
         Ok(rx)
+    }
+}
+
+/// Ends one capture on its data path when dropped: the API's capture stream holds it, so a
+/// client that goes away stops its capture.
+pub struct CaptureStop {
+    id: u64,
+    tx: mpsc::Sender<Command>,
+    wake: Arc<EventFd>,
+}
+
+impl CaptureStop {
+    /// Ends the capture now.
+    pub fn stop(&self) {
+        if self.tx.send(Command::StopCapture { id: self.id }).is_ok() {
+            let _ = self.wake.write(1);
+        }
+    }
+}
+
+impl Drop for CaptureStop {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

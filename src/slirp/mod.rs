@@ -137,7 +137,7 @@ fn run(plan: Plan) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let datapath = Arc::new(start_datapath(&plan, mac, dns)?);
         datapath
-            .attach(PortId(1), tap, PortRole::Uplink)
+            .attach(PortId(1), tap, PortRole::Uplink, &plan.tapname)
             .await
             .context("cannot attach the TAP")?;
         if let Some(listener) = api_listener {
@@ -233,7 +233,14 @@ fn start_datapath(
     let mut nat = Nat::new(nat_cfg).context("cannot start the NAT")?;
     // Known before the container sends anything, so that a published port reaches it at once.
     nat.set_default_neighbor(guest_mac);
-    Datapath::spawn("slirp4netns", switch_cfg, gateway, nat).context("cannot start the data path")
+    Datapath::spawn(
+        "slirp4netns",
+        switch_cfg,
+        gateway,
+        nat,
+        crate::events::Events::default(),
+    )
+    .context("cannot start the data path")
 }
 
 /// slirp's virtual MAC for one of its addresses: 52:55 and the IPv4 address.
