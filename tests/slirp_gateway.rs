@@ -42,8 +42,14 @@ fn slirp_datapath(rt: &tokio::runtime::Runtime) -> (Datapath, UnixStream) {
     cfg.dns_ip = Some(DNS);
     cfg.learn_neighbor = true;
     let nat = Nat::new(cfg).expect("nat");
-    let dp =
-        Datapath::spawn("slirp-test", NetworkConfig::new(GW_MAC), gateway, nat).expect("data path");
+    let dp = Datapath::spawn(
+        "slirp-test",
+        NetworkConfig::new(GW_MAC),
+        gateway,
+        nat,
+        vswitchd::events::Events::default(),
+    )
+    .expect("data path");
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -56,7 +62,7 @@ fn slirp_datapath(rt: &tokio::runtime::Runtime) -> (Datapath, UnixStream) {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )
     .expect("non-blocking");
-    rt.block_on(dp.attach(PortId(1), ours, PortRole::Uplink))
+    rt.block_on(dp.attach(PortId(1), ours, PortRole::Uplink, "tap0"))
         .expect("attach");
     let container = UnixStream::from(theirs);
     container
