@@ -150,6 +150,8 @@ rootlesskit_run() {
 # pasta_run TOOL MTU BINARY - pasta making the child's namespaces itself, both flows
 pasta_run() {
   local tool=$1 mtu=$2 binary=$3 pa child srv
+  # the previous pasta may still be closing its port 15201 in W
+  waitfor sh -c "! ip netns exec $W ss -Hltn 'sport = :15201' | grep -q ."
   start "${AS_USER[@]}" "$binary" -f -q --config-net -a 10.0.2.100 -n 24 -g 10.0.2.2 -m "$mtu" \
     -t 15201:5201 -u none -T none -U none -- sleep 3600
   pa=$LAST
