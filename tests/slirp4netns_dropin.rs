@@ -345,26 +345,53 @@ fn configure_mode_serves_the_namespace_as_slirp4netns_does() {
 }
 
 #[test]
-fn without_host_loopback_the_gateway_reaches_nothing_on_the_host() {
-    if !privileged("without_host_loopback_the_gateway_reaches_nothing_on_the_host") {
+fn without_host_loopback_the_gateway_reaches_nothing_and_outbound_addr_and_mac_apply() {
+    if !privileged(
+        "without_host_loopback_the_gateway_reaches_nothing_and_outbound_addr_and_mac_apply",
+    ) {
         return;
     }
     let s = Setup::new();
     let c = Netns::new("c");
-    let _slirp = s.start(
+    // A second address of the world, for --outbound-addr.
+    must(
+        "ip",
+        &[
+            "-n",
+            &s.world.name,
+            "addr",
+            "add",
+            "198.51.100.3/24",
+            "dev",
+            "w0",
+        ],
+    );
+    let slirp = s.start(
         &[
             "-c",
             "--disable-host-loopback",
+            "--outbound-addr=198.51.100.3",
+            "--macaddress=02:11:22:33:44:55",
             "--netns-type=path",
             &c.path(),
             "tap0",
         ],
         None,
     );
+    let link = stdout(&c.exec(&["ip", "-o", "link", "show", "dev", "tap0"]));
+    assert!(link.contains("link/ether 02:11:22:33:44:55"), "{link}");
     let _lo = tcp_serve(&s.world, 9000, "echo host-loopback");
     let r = tcp_line(&c, "10.0.2.2:9000");
     assert!(!r.stdout().contains("host-loopback"), "{r}");
     assert!(c.ping("10.0.2.2"), "the gateway still answers ping");
+    // Outbound flows leave from the --outbound-addr address.
+    let _srv = tcp_peer(&s.servers, 8080);
+    let r = tcp_line(&c, &format!("{FAR_IP}:8080"));
+    assert!(
+        r.stdout().starts_with("198.51.100.3"),
+        "{r}\n{}",
+        slirp.log()
+    );
 }
 
 /// rootlesskit's way: unprivileged, a PID, `tap0` created and configured by the caller
