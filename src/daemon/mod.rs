@@ -18,7 +18,9 @@ use crate::state::journal::{Journal, Record};
 use crate::state::{EndpointState, NetworkState, State};
 
 mod endpoints;
-pub use endpoints::{REAP_EVERY, connect, disconnect, reap};
+pub use endpoints::{REAP_EVERY, reap};
+pub mod overlay;
+pub use overlay::{Cluster, connect, disconnect};
 pub(crate) mod inputs;
 mod names;
 mod networks;
@@ -88,6 +90,8 @@ pub struct Daemon {
     taken: HashMap<String, Taken>,
     /// Attach latency and failures (shared with attaches running unlocked).
     attach_metrics: std::sync::Arc<crate::metrics::AttachMetrics>,
+    /// Membership in a cluster (`--cluster-store`), for overlay networks.
+    cluster: Option<overlay::Cluster>,
 }
 
 /// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
@@ -156,6 +160,7 @@ impl Daemon {
             dns_members: HashMap::new(),
             taken: HashMap::new(),
             attach_metrics: Default::default(),
+            cluster: None,
         };
         for (name, net) in &daemon.state.networks {
             let mut t = Taken::default();
