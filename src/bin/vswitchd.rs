@@ -74,7 +74,8 @@ struct Args {
     #[arg(
         long,
         value_name = "etcd://HOST:PORT[,HOST:PORT...]",
-        requires = "cluster_advertise"
+        requires = "cluster_advertise",
+        value_parser = parse_store
     )]
     cluster_store: Option<String>,
     /// This host's address for the others (an address of one of its interfaces), and the
@@ -87,6 +88,13 @@ struct Args {
     /// and their addresses are freed.
     #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
     cluster_ttl: u64,
+}
+
+/// `--cluster-store etcd://HOST:PORT[,...]`, checked.
+fn parse_store(s: &str) -> Result<String, String> {
+    cluster::StoreUrl::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--cluster-advertise IP[:PORT]` (IPv6 in brackets with a port).
@@ -199,6 +207,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_metrics_addr)
         .transpose()?;
+    // Checked before anything is touched: an address of no interface stops the daemon.
+    let underlay_mtu = args
+        .cluster_advertise
+        .map(|a| vswitchd::daemon::overlay::underlay_mtu(a.ip()).map_err(anyhow::Error::msg))
+        .transpose()?;
     private_dir(&state_dir)?;
     let _lock = lock_state_dir(&state_dir)?;
     // Bound before the daemon starts: a port in use stops it with one line, having done nothing.
@@ -250,8 +263,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
-        if let (Some(store), Some(advertise)) = (&args.cluster_store, args.cluster_advertise) {
-            join_cluster(&shared, store, advertise, args.cluster_ttl, &host_id_dir).await?;
+        if let (Some(store), Some(advertise), Some(mtu)) =
+            (&args.cluster_store, args.cluster_advertise, underlay_mtu)
+        {
+            join_cluster(
+                &shared,
+                store,
+                advertise,
+                mtu,
+                args.cluster_ttl,
+                &host_id_dir,
+            )
+            .await?;
         }
         let reaper = shared.clone();
         tokio::spawn(async move {
@@ -294,11 +317,11 @@ async fn join_cluster(
     shared: &vswitchd::daemon::Shared,
     store: &str,
     advertise: std::net::SocketAddr,
+    underlay_mtu: u32,
     ttl: u64,
     state_dir: &Path,
 ) -> anyhow::Result<()> {
     use vswitchd::daemon::overlay;
-    let underlay_mtu = overlay::underlay_mtu(advertise.ip()).map_err(anyhow::Error::msg)?;
     let host_id = host_id(state_dir)?;
     let record = cluster::HostRecord {
         advertise: advertise.ip(),

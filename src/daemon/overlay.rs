@@ -529,9 +529,7 @@ pub fn underlay_mtu(addr: IpAddr) -> Result<u32, String> {
     let ifaddrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
     for ifa in ifaddrs {
         let has = ifa.address.as_ref().is_some_and(|a| {
-            a.as_sockaddr_in()
-                .map(|s| IpAddr::V4(s.ip()))
-                == Some(addr)
+            a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(addr)
                 || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(addr)
         });
         if has {
