@@ -222,6 +222,7 @@ impl Daemon {
                 }),
             mtu,
             ifname: req.interface,
+            gso_max_size: None,
         };
         Ok(Attach {
             id,
