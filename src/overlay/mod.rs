@@ -7,4 +7,4 @@ pub mod vxlan;
 pub mod wire;
 
 pub use ring::{OverlayRx, RECORD_HEADER};
-pub use vxlan::{Vxlan, VxlanCounters, VxlanPort, VxlanStats, underlay_mtu};
+pub use vxlan::{RxHarness, Vxlan, VxlanCounters, VxlanPort, VxlanStats, underlay_mtu};

@@ -314,6 +314,49 @@ impl Demux {
     }
 }
 
+/// The receive path without a socket, for the fuzz target: datagrams from `src` go through
+/// the reader's checks into one network's ring and out as the data path takes them.
+#[doc(hidden)]
+pub struct RxHarness {
+    demux: Demux,
+    rx: OverlayRx,
+    counters: VxlanCounters,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl RxHarness {
+    /// One network `vni` and one cluster member.
+    ///
+    /// # Errors
+    /// When the eventfd cannot be created.
+    pub fn new(vni: u32, member: IpAddr) -> io::Result<Self> {
+        let mut demux = Demux::default();
+        let (tx, rx) = OverlayRx::pair(RING_BYTES)?;
+        demux.apply(Control::Add(vni, tx));
+        demux.apply(Control::Members(HashSet::from([canonical(member)])));
+        Ok(Self {
+            demux,
+            rx,
+            counters: VxlanCounters::default(),
+            buf: vec![0; RECORD_HEADER + wire::MAX_DATAGRAM],
+            out: vec![0; wire::MAX_DATAGRAM + switch::vnet::LEN],
+        })
+    }
+
+    /// Offers one datagram (truncated to [`wire::MAX_DATAGRAM`]) from `src`; returns what
+    /// the data path would take from the ring (virtio-net header + frame) and its source.
+    pub fn offer(&mut self, datagram: &[u8], src: SocketAddr) -> Option<(&[u8], SocketAddr)> {
+        let n = datagram.len().min(wire::MAX_DATAGRAM);
+        self.buf
+            .get_mut(RECORD_HEADER..RECORD_HEADER + n)?
+            .copy_from_slice(datagram.get(..n)?);
+        self.demux.deliver(&mut self.buf, n, src, &self.counters);
+        let (len, from) = self.rx.pop(&mut self.out)?;
+        Some((self.out.get(..len)?, from))
+    }
+}
+
 fn read_loop(
     socket: &UdpSocket,
     control: &mpsc::Receiver<Control>,
