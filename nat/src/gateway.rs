@@ -93,6 +93,8 @@ pub struct Gateway {
     buckets: HashMap<[u8; 6], Bucket, foldhash::fast::RandomState>,
     /// Overlay networks: endpoints on other hosts whose ARP requests this gateway answers.
     remote_neighbors: HashMap<Ipv4Addr, EthernetAddress, foldhash::fast::RandomState>,
+    /// The same for IPv6 (Neighbor Solicitations), on a dual-stack overlay network.
+    remote_neighbors6: HashMap<Ipv6Addr, EthernetAddress, foldhash::fast::RandomState>,
 }
 
 impl Gateway {
@@ -105,6 +107,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             buckets: HashMap::default(),
             remote_neighbors: HashMap::default(),
+            remote_neighbors6: HashMap::default(),
         }
     }
 
@@ -176,9 +179,12 @@ impl Gateway {
                 }
                 EthernetProtocol::Ipv6 => {
                     let gw = self.ip6.as_ref()?;
-                    ndp::answer(gw, &eth, out).map(|(answer, n)| match answer {
-                        ndp::Answer::NeighborAdvert => (Reply::NeighborAdvert, n),
-                        ndp::Answer::EchoReply => (Reply::Echo6, n),
+                    let remote = &self.remote_neighbors6;
+                    ndp::answer(gw, &eth, out, |ip| remote.get(&ip).copied()).map(|(answer, n)| {
+                        match answer {
+                            ndp::Answer::NeighborAdvert => (Reply::NeighborAdvert, n),
+                            ndp::Answer::EchoReply => (Reply::Echo6, n),
+                        }
                     })
                 }
                 _ => None,
@@ -199,6 +205,21 @@ impl Gateway {
         };
         *counter += 1;
         Some(len)
+    }
+
+    /// Overlay networks, IPv6: replaces the IPv6 addresses (and MACs) of the endpoints on
+    /// other hosts, for which the gateway answers multicast Neighbor Solicitations itself
+    /// (on a dual-stack network only); the gateway's own addresses are never overridden.
+    pub fn set_remote_neighbors6(
+        &mut self,
+        neighbors: impl IntoIterator<Item = (Ipv6Addr, [u8; 6])>,
+    ) {
+        self.remote_neighbors6.clear();
+        for (ip, mac) in neighbors {
+            if self.ip6.is_none_or(|gw| !gw.owns(ip)) {
+                self.remote_neighbors6.insert(ip, EthernetAddress(mac));
+            }
+        }
     }
 
     /// Takes a token from the sender's bucket.

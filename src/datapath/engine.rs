@@ -318,6 +318,11 @@ impl Engine {
                     self.gateway.set_remote_neighbors(
                         self.net.remote_endpoints().map(|ep| (ep.ip, ep.mac)),
                     );
+                    self.gateway.set_remote_neighbors6(
+                        self.net
+                            .remote_endpoints()
+                            .filter_map(|ep| Some((ep.ip6?, ep.mac))),
+                    );
                     Ok(())
                 };
                 let _ = reply.send(res);

@@ -12,6 +12,9 @@
 //! before it handles the next datagram, so nothing is locked per datagram. A network whose
 //! data path is gone (its ring abandoned) is forgotten on its next datagram.
 //!
+//! The reader thread confines itself with the data path's seccomp sandbox
+//! ([`crate::sandbox`]) before it reads a datagram.
+//!
 //! Limits: one datagram carries one frame, at most [`wire::MAX_DATAGRAM`] bytes; a full ring
 //! drops the datagram (counted). Receive and send buffers are raised to [`SOCKET_BUFFER`]
 //! (with `SO_RCVBUFFORCE` when privileged, else up to `net.core.rmem_max`).
@@ -363,6 +366,9 @@ fn read_loop(
     counters: &VxlanCounters,
     stop: &AtomicBool,
 ) {
+    if let Err(e) = crate::sandbox::enter() {
+        tracing::warn!("VXLAN reader runs without its seccomp sandbox: {e}");
+    }
     let mut demux = Demux::default();
     let mut buf = vec![0u8; RECORD_HEADER + wire::MAX_DATAGRAM + 1];
     while !stop.load(Ordering::Relaxed) {

@@ -1,7 +1,7 @@
 //! One switching domain: ports, MAC learning, anti-spoofing and icc policy.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use foldhash::fast::RandomState;
 
@@ -283,24 +283,41 @@ impl Network {
         Verdict::Unicast(dst)
     }
 
-    /// Whether a (checked) frame from a local container is an ARP request for a remote
-    /// endpoint's IPv4 address.
+    /// Whether a (checked) frame from a local container asks for a remote endpoint: an ARP
+    /// request for its IPv4 address, or a multicast Neighbor Solicitation (no extension
+    /// headers) for its IPv6 address.
     #[inline]
     fn asks_for_remote(&self, ethertype: u16, payload: &[u8]) -> bool {
         const ETHERTYPE_ARP: u16 = 0x0806;
-        if ethertype != ETHERTYPE_ARP {
-            return false;
+        const ETHERTYPE_IPV6: u16 = 0x86dd;
+        match ethertype {
+            ETHERTYPE_ARP => {
+                // htype(2) ptype(2) hlen(1) plen(1) oper(2) sha(6) spa(4) tha(6) tpa(4)
+                let Some(arp) = payload.first_chunk::<28>() else {
+                    return false;
+                };
+                let [_, _, _, _, _, _, o0, o1, .., t0, t1, t2, t3] = *arp;
+                u16::from_be_bytes([o0, o1]) == 1
+                    && self
+                        .remotes
+                        .by_ipv4
+                        .contains_key(&Ipv4Addr::new(t0, t1, t2, t3))
+            }
+            ETHERTYPE_IPV6 if !self.remotes.by_ipv6.is_empty() => {
+                // IPv6 header (40): next header at 6, destination at 24; then ICMPv6 type
+                // at 40 and the solicitation's target at 48..64.
+                let Some(ns) = payload.first_chunk::<64>() else {
+                    return false;
+                };
+                let (head, target) = ns.split_at(48);
+                let is_ns = head.get(6) == Some(&58)
+                    && head.get(24) == Some(&0xff)
+                    && head.get(40) == Some(&135);
+                let target = <[u8; 16]>::try_from(target).map(Ipv6Addr::from);
+                is_ns && target.is_ok_and(|t| self.remotes.by_ipv6.contains_key(&t))
+            }
+            _ => false,
         }
-        // htype(2) ptype(2) hlen(1) plen(1) oper(2) sha(6) spa(4) tha(6) tpa(4)
-        let Some(arp) = payload.first_chunk::<28>() else {
-            return false;
-        };
-        let [_, _, _, _, _, _, o0, o1, .., t0, t1, t2, t3] = *arp;
-        u16::from_be_bytes([o0, o1]) == 1
-            && self
-                .remotes
-                .by_ipv4
-                .contains_key(&Ipv4Addr::new(t0, t1, t2, t3))
     }
 
     /// Decides where a frame that arrived over VXLAN from `vtep` goes (the caller has
