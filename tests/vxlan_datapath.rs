@@ -216,12 +216,11 @@ fn forged_vxlan_is_dropped_and_counted() {
     let stranger_host = SocketAddr::new(IpAddr::from([198, 51, 100, 9]), 0);
     forge(&hb, stranger_host, to, VNI, genuine);
     assert!(wait_for(|| host_a.vxlan.stats().not_member == 1));
-    // None of it was delivered as a frame of the network.
+    // The two frames that reached the switch were dropped there; the other two never got
+    // that far. (Host B's own multicast, e.g. its container's IPv6 MLD reports, is genuine
+    // and may arrive too.)
     let snap = rt.block_on(host_a.dp.snapshot()).unwrap();
     let c = &snap.ports[&OVERLAY.0];
-    assert_eq!(
-        c.rx_frames, 2,
-        "only the two store-checked frames reached the switch"
-    );
-    assert_eq!(c.rx_frames, c.dropped_total());
+    assert_eq!(c.dropped_total(), 2, "{c:?}");
+    assert_eq!(host_a.vxlan.stats().malformed, 0);
 }
