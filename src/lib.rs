@@ -35,6 +35,7 @@ pub mod datapath;
 pub mod error;
 pub mod metrics;
 pub mod netavark;
+pub mod overlay;
 pub mod run;
 pub mod sandbox;
 pub mod slirp;

@@ -12,6 +12,11 @@
 //! Limits: the reply is the minimal 42-byte frame (no padding to 60 bytes; virtual links
 //! do not need it). No ARP cache is kept: the gateway learns nothing from requests.
 //!
+//! Overlay networks (ARP suppression): the gateway also answers requests for the IPv4
+//! addresses of endpoints on other hosts, from the table the cluster store fills
+//! ([`crate::Gateway::set_remote_neighbors`]), so those requests never cross hosts. The reply
+//! then comes from the remote endpoint's MAC, as if it had answered itself.
+//!
 //! Not handled: ARP replies, gratuitous ARP, requests for any other address (other
 //! containers answer for themselves), RARP/InARP, non-Ethernet or non-IPv4 ARP.
 
@@ -22,12 +27,14 @@ use smoltcp::wire::{
     EthernetRepr,
 };
 
-/// Builds the ARP reply for `eth` into `out` if it is a request for `gw_ip`; returns the frame length.
+/// Builds the ARP reply for `eth` into `out` if it is a request for `gw_ip` (or, broadcast,
+/// for an address `remote` knows); returns the frame length.
 pub(crate) fn answer(
     gw_ip: Ipv4Addr,
     gw_mac: EthernetAddress,
     eth: &EthernetFrame<&[u8]>,
     out: &mut [u8],
+    remote: impl Fn(Ipv4Addr) -> Option<EthernetAddress>,
 ) -> Option<usize> {
     let dst = eth.dst_addr();
     if !(dst.is_broadcast() || dst == gw_mac) {
@@ -44,22 +51,26 @@ pub(crate) fn answer(
     else {
         return None;
     };
-    if target_protocol_addr != gw_ip
-        || !source_hardware_addr.is_unicast()
-        || source_hardware_addr == gw_mac
-    {
+    if !source_hardware_addr.is_unicast() || source_hardware_addr == gw_mac {
         return None;
     }
+    let owner = if target_protocol_addr == gw_ip {
+        gw_mac
+    } else if dst.is_broadcast() {
+        remote(target_protocol_addr)?
+    } else {
+        return None;
+    };
 
     let eth_repr = EthernetRepr {
-        src_addr: gw_mac,
+        src_addr: owner,
         dst_addr: source_hardware_addr,
         ethertype: EthernetProtocol::Arp,
     };
     let arp_repr = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
-        source_hardware_addr: gw_mac,
-        source_protocol_addr: gw_ip,
+        source_hardware_addr: owner,
+        source_protocol_addr: target_protocol_addr,
         target_hardware_addr: source_hardware_addr,
         target_protocol_addr: source_protocol_addr,
     };

@@ -226,6 +226,7 @@ impl Daemon {
                 }),
             mtu,
             ifname: req.interface,
+            gso_max_size: None,
         };
         Ok(Attach {
             id,

@@ -376,6 +376,7 @@ impl Daemon {
                     }),
                 mtu: net.mtu,
                 ifname: None,
+                gso_max_size: None,
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
                 Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {
