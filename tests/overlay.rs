@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use common::cluster::*;
 use common::dns::dig;
+use common::world::{Session, run, tcp_echo};
 use common::*;
 
 const NET: &str = "ov";
@@ -339,6 +340,11 @@ fn a_store_outage_keeps_what_runs_and_refuses_new_attaches_with_one_line() {
     let ip1 = c.h(1).connect(NET, &c1, "one");
     c.h(2).connect(NET, &c2, "two");
     assert!(wait_until(3, || dig(&c2, GW, "one").resolves_to(&[&ip1])));
+    assert!(
+        c2.ping(&ip1),
+        "no ping across hosts before the outage\n{}",
+        c.logs()
+    );
 
     c.etcd.stop();
     let c3 = Netns::new("c3");
@@ -361,6 +367,11 @@ fn a_store_outage_keeps_what_runs_and_refuses_new_attaches_with_one_line() {
     std::thread::sleep(std::time::Duration::from_secs(TTL + 2));
     assert!(dig(&c2, GW, "one").resolves_to(&[&ip1]), "{}", c.logs());
     assert_eq!(remote(c.h(2), NET).len(), 1);
+    assert!(
+        c2.ping(&ip1),
+        "no ping across hosts during the outage\n{}",
+        c.logs()
+    );
 
     // The store is back: attaches work again and nobody lost anyone.
     c.etcd.start();
@@ -374,4 +385,52 @@ fn a_store_outage_keeps_what_runs_and_refuses_new_attaches_with_one_line() {
     let seen = wait_until(5, || remote(c.h(1), NET).len() == 2);
     assert!(seen, "h1 sees {:?}\n{}", remote(c.h(1), NET), c.logs());
     assert!(dig(&c2, GW, "one").resolves_to(&[&ip1]));
+}
+
+#[test]
+fn containers_on_different_hosts_ping_and_talk_tcp_over_vxlan() {
+    if !privileged("containers_on_different_hosts_ping_and_talk_tcp_over_vxlan") {
+        return;
+    }
+    let c = Cluster::start(3, &[]);
+    create_overlay(&c, 1);
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let c3 = Netns::new("c3");
+    let ip1 = c.h(1).connect(NET, &c1, "one");
+    let ip2 = c.h(2).connect(NET, &c2, "two");
+    let ip3 = c.h(3).connect(NET, &c3, "three");
+    assert!(
+        wait_until(3, || remote(c.h(1), NET).len() == 2),
+        "{}",
+        c.logs()
+    );
+    // MTU = the underlay's 1500 minus 50.
+    let link =
+        String::from_utf8_lossy(&c1.exec(&["ip", "link", "show", "eth0"]).stdout).into_owned();
+    assert!(link.contains("mtu 1450"), "{link}");
+    for (from, to) in [(&c1, &ip2), (&c2, &ip3), (&c3, &ip1)] {
+        assert!(
+            from.ping(to),
+            "[{}] ping {to} fails\n{}",
+            from.name,
+            c.logs()
+        );
+    }
+    // The gateway is each host's own: reachable from every container.
+    assert!(c3.ping(GW));
+    // TCP across hosts, with a bulk transfer far larger than the MTU.
+    let _echo = tcp_echo(&c2, 7000);
+    let mut s = Session::tcp(&c1, &format!("{ip2}:7000"));
+    assert!(s.echoes("hello across hosts"), "{}", c.logs());
+    let bulk = run(
+        &c3,
+        20,
+        &format!("head -c 4000000 /dev/zero | socat -t 5 - TCP:{ip2}:7000 | wc -c"),
+    );
+    assert!(
+        bulk.ok() && bulk.stdout().trim() == "4000000",
+        "4 MB echoed through the overlay: {bulk}\n{}",
+        c.logs()
+    );
 }

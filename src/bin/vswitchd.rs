@@ -335,15 +335,10 @@ async fn join_cluster(
     )
     .await
     .map_err(|e| anyhow::anyhow!("--cluster-store: {e}"))?;
-    shared
-        .lock()
-        .await
-        .set_cluster(overlay::Cluster::new(
-            store.clone(),
-            advertise.ip(),
-            underlay_mtu,
-        ))
-        .await;
+    let vxlan = vswitchd::overlay::Vxlan::bind(advertise)
+        .with_context(|| format!("cannot bind the VXLAN socket on {advertise}"))?;
+    let member = overlay::Cluster::new(store.clone(), advertise.ip(), underlay_mtu, vxlan);
+    shared.lock().await.set_cluster(member).await;
     tracing::info!(host = host_id, %advertise, underlay_mtu, "cluster member");
     tokio::spawn(store.clone().keep_membership());
     let (tx, rx) = tokio::sync::watch::channel(None);

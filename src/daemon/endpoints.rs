@@ -158,6 +158,7 @@ impl Daemon {
             )));
         }
         let mtu = net.mtu;
+        let overlay = net.overlay.is_some();
         let Some(net) = self.state.networks.get_mut(network) else {
             return Err(Error::NotFound(format!("network {network} not found")));
         };
@@ -226,7 +227,8 @@ impl Daemon {
                 }),
             mtu,
             ifname: req.interface,
-            gso_max_size: None,
+            // An overlay network carries a GSO frame whole in one UDP datagram: it must fit.
+            gso_max_size: overlay.then_some(crate::overlay::wire::TAP_GSO_MAX_SIZE),
         };
         Ok(Attach {
             id,

@@ -376,7 +376,10 @@ impl Daemon {
                     }),
                 mtu: net.mtu,
                 ifname: None,
-                gso_max_size: None,
+                gso_max_size: net
+                    .overlay
+                    .is_some()
+                    .then_some(crate::overlay::wire::TAP_GSO_MAX_SIZE),
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
                 Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {

@@ -32,10 +32,10 @@ use crate::error::Error;
 use crate::state::{NetworkState, OverlayState};
 
 /// The VXLAN UDP port (IANA's), the default of `--cluster-advertise`.
-pub const VXLAN_PORT: u16 = 4789;
+pub const VXLAN_PORT: u16 = crate::overlay::wire::DEFAULT_PORT;
 
 /// VXLAN over IPv4 costs 50 bytes: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14.
-pub const VXLAN_OVERHEAD: u32 = 50;
+pub const VXLAN_OVERHEAD: u32 = crate::overlay::wire::OVERHEAD;
 
 /// This host's membership in a cluster.
 pub struct Cluster {
@@ -47,6 +47,8 @@ pub struct Cluster {
     pub advertise: IpAddr,
     /// MTU of the interface holding the advertise address.
     pub underlay_mtu: u32,
+    /// The host's VXLAN socket, shared by its overlay networks.
+    pub vxlan: crate::overlay::Vxlan,
     /// The last view applied.
     view: ClusterView,
     /// Network → the remote endpoints applied to its zone and data path.
@@ -55,12 +57,18 @@ pub struct Cluster {
 
 impl Cluster {
     /// A membership not yet applied to anything.
-    pub fn new(store: Store, advertise: IpAddr, underlay_mtu: u32) -> Self {
+    pub fn new(
+        store: Store,
+        advertise: IpAddr,
+        underlay_mtu: u32,
+        vxlan: crate::overlay::Vxlan,
+    ) -> Self {
         Cluster {
             host_id: store.host_id().to_string(),
             store,
             advertise,
             underlay_mtu,
+            vxlan,
             view: ClusterView::default(),
             remote: HashMap::new(),
         }
@@ -318,6 +326,84 @@ impl Daemon {
             }
         }
         self.cluster = Some(cluster);
+        let overlays: Vec<String> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.overlay.is_some())
+            .map(|n| n.name.clone())
+            .collect();
+        for name in overlays {
+            self.overlay_datapath(&name).await;
+        }
+    }
+
+    /// Makes a served overlay network's data path an overlay one (its VNI on the host's
+    /// VXLAN socket).
+    async fn overlay_datapath(&mut self, name: &str) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let Some(vni) = self
+            .state
+            .networks
+            .get(name)
+            .and_then(|n| n.overlay.as_ref())
+            .map(|o| o.vni)
+        else {
+            return;
+        };
+        let Some(live) = self.live.get(name) else {
+            return;
+        };
+        let done = match c.vxlan.overlay_config(vni, c.underlay_mtu) {
+            Ok(cfg) => live.datapath.set_overlay(cfg).await,
+            Err(e) => Err(Error::Datapath(format!("{name}: VXLAN port: {e}"))),
+        };
+        if let Err(e) = done {
+            tracing::warn!(network = name, vni, "overlay data path not set up: {e}");
+        }
+    }
+
+    /// Hands the data path of `network` its remote endpoints (each behind its host's VTEP)
+    /// and the VTEPs that get its broadcast and unknown unicast.
+    async fn remote_datapath(&self, network: &str, view: &ClusterView) {
+        let (Some(c), Some(live)) = (self.cluster.as_ref(), self.live.get(network)) else {
+            return;
+        };
+        let Some(eps) = c.remote.get(network) else {
+            return;
+        };
+        let mut remote = Vec::new();
+        let mut vteps = std::collections::BTreeSet::new();
+        for e in eps.values() {
+            let (Some(host), Ok(mac)) = (view.hosts.get(&e.host), super::inputs::parse_mac(&e.mac))
+            else {
+                tracing::warn!(
+                    network,
+                    endpoint = e.name,
+                    "remote endpoint skipped: unknown host or bad MAC"
+                );
+                continue;
+            };
+            vteps.insert(host.vtep());
+            remote.push(crate::datapath::RemoteEndpoint {
+                mac: mac.octets(),
+                ip: e.ipv4,
+                ip6: None,
+                vtep: host.vtep(),
+            });
+        }
+        if let Err(e) = live.datapath.set_remote_endpoints(remote).await {
+            tracing::warn!(network, "remote endpoints not applied: {e}");
+        }
+        if let Err(e) = live
+            .datapath
+            .set_flood_vteps(vteps.into_iter().collect())
+            .await
+        {
+            tracing::warn!(network, "flood list not applied: {e}");
+        }
     }
 
     /// A local network whose subnet overlaps `subnet` is a conflict.
@@ -360,6 +446,7 @@ impl Daemon {
             overlay: Some(OverlayState { vni: rec.vni }),
         };
         self.add_network(net)?;
+        self.overlay_datapath(name).await;
         tracing::info!(network = name, subnet = %rec.subnet, vni = rec.vni, mtu, "serving overlay network");
         Ok(())
     }
@@ -439,8 +526,16 @@ impl Daemon {
                     "remote endpoints updated"
                 );
             }
+            self.remote_datapath(&name, &view).await;
         }
         if let Some(c) = self.cluster.as_mut() {
+            let members = view
+                .hosts
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(_, h)| h.advertise)
+                .collect();
+            c.vxlan.set_members(members);
             c.view = view;
         }
     }
@@ -526,24 +621,5 @@ impl Daemon {
 /// # Errors
 /// No interface of this network namespace has `addr`.
 pub fn underlay_mtu(addr: IpAddr) -> Result<u32, String> {
-    let ifaddrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list interfaces: {e}"))?;
-    for ifa in ifaddrs {
-        let has = ifa.address.as_ref().is_some_and(|a| {
-            a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(addr)
-                || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(addr)
-        });
-        if has {
-            let path = format!("/sys/class/net/{}/mtu", ifa.interface_name);
-            return Ok(std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or_else(|| {
-                    tracing::warn!("cannot read {path}; assuming an underlay MTU of 1500");
-                    1500
-                }));
-        }
-    }
-    Err(format!(
-        "--cluster-advertise {addr} is not an address of this host's interfaces"
-    ))
+    crate::overlay::underlay_mtu(addr).map_err(|e| format!("--cluster-advertise {addr}: {e}"))
 }
