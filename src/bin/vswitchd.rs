@@ -222,6 +222,15 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on --metrics-addr {addr}"))
         })
         .transpose()?;
+    // Bound before the daemon starts, as the metrics listener: a VXLAN port in use stops it
+    // with one line, having served nothing.
+    let vxlan = args
+        .cluster_advertise
+        .map(|a| {
+            vswitchd::overlay::Vxlan::bind(a)
+                .with_context(|| format!("cannot bind the VXLAN socket on {a}"))
+        })
+        .transpose()?;
     // Checked before anything else happens: a bad state stops the daemon untouched.
     let (state, replayed) = vswitchd::state::State::load_replayed(&state_dir)?;
     if replayed.records > 0 {
@@ -263,18 +272,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
-        if let (Some(store), Some(advertise), Some(mtu)) =
-            (&args.cluster_store, args.cluster_advertise, underlay_mtu)
-        {
-            join_cluster(
-                &shared,
-                store,
-                advertise,
-                mtu,
-                args.cluster_ttl,
-                &host_id_dir,
-            )
-            .await?;
+        if let (Some(store), Some(advertise), Some(mtu), Some(vxlan)) = (
+            &args.cluster_store,
+            args.cluster_advertise,
+            underlay_mtu,
+            vxlan,
+        ) {
+            let member = (advertise, mtu, vxlan);
+            join_cluster(&shared, store, member, args.cluster_ttl, &host_id_dir).await?;
         }
         let reaper = shared.clone();
         tokio::spawn(async move {
@@ -316,8 +321,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 async fn join_cluster(
     shared: &vswitchd::daemon::Shared,
     store: &str,
-    advertise: std::net::SocketAddr,
-    underlay_mtu: u32,
+    (advertise, underlay_mtu, vxlan): (std::net::SocketAddr, u32, vswitchd::overlay::Vxlan),
     ttl: u64,
     state_dir: &Path,
 ) -> anyhow::Result<()> {
@@ -335,8 +339,6 @@ async fn join_cluster(
     )
     .await
     .map_err(|e| anyhow::anyhow!("--cluster-store: {e}"))?;
-    let vxlan = vswitchd::overlay::Vxlan::bind(advertise)
-        .with_context(|| format!("cannot bind the VXLAN socket on {advertise}"))?;
     let member = overlay::Cluster::new(store.clone(), advertise.ip(), underlay_mtu, vxlan);
     shared.lock().await.set_cluster(member).await;
     tracing::info!(host = host_id, %advertise, underlay_mtu, "cluster member");
