@@ -434,3 +434,60 @@ fn containers_on_different_hosts_ping_and_talk_tcp_over_vxlan() {
         c.logs()
     );
 }
+
+#[test]
+fn icc_false_and_isolation_hold_across_hosts() {
+    if !privileged("icc_false_and_isolation_hold_across_hosts") {
+        return;
+    }
+    let c = Cluster::start(2, &[]);
+    c.h(1).ctl_ok(&[
+        "network",
+        "create",
+        "--driver",
+        "overlay",
+        "--subnet",
+        SUBNET,
+        "--opt",
+        "icc=false",
+        NET,
+    ]);
+    c.h(1).ctl_ok(&[
+        "network",
+        "create",
+        "--driver",
+        "overlay",
+        "--subnet",
+        "10.93.0.0/24",
+        "other",
+    ]);
+    assert!(wait_until(3, || ls_row(c.h(2), NET).is_some()
+        && ls_row(c.h(2), "other").is_some()));
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let c3 = Netns::new("c3");
+    c.h(1).connect(NET, &c1, "one");
+    let ip2 = c.h(2).connect(NET, &c2, "two");
+    let ip3 = c.h(2).connect("other", &c3, "three");
+    assert!(
+        wait_until(3, || remote(c.h(1), NET).len() == 1),
+        "{}",
+        c.logs()
+    );
+    // icc=false: no container-to-container traffic, also across hosts; the gateway answers.
+    assert!(c1.ping(GW));
+    assert!(
+        c1.unreachable(&ip2),
+        "icc=false let c1 reach c2 on another host"
+    );
+    // Another overlay network is another world, even on the same hosts.
+    let via = run(
+        &c1,
+        5,
+        &format!("ip route add {ip3}/32 dev eth0; ping -c 2 -W 1 {ip3}"),
+    );
+    assert!(
+        !via.ok(),
+        "c1 reached a container of another overlay network: {via}"
+    );
+}

@@ -365,14 +365,21 @@ impl Store {
     /// the host key and everything published before under it, keeps it alive every third of
     /// the TTL, and starts over (new lease) when the lease is lost.
     pub async fn keep_membership(self) {
+        // One warning per outage, not one per retry.
+        let mut warned = false;
         loop {
             match self.join().await {
                 Ok(id) => {
+                    warned = false;
                     tracing::info!(host = self.host_id, lease = id, "joined the cluster");
                     let why = self.keep_alive(id).await;
                     tracing::warn!(host = self.host_id, "cluster lease lost: {why}");
                 }
-                Err(e) => tracing::warn!("cannot join the cluster: {e}"),
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!("cannot join the cluster (retrying every second): {e}");
+                }
+                Err(e) => tracing::debug!("cannot join the cluster: {e}"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
