@@ -520,6 +520,7 @@ impl Store {
                 Some(GetOptions::new().with_prefix()),
             ))
             .await?;
+        let revision = eps.header().map_or(0, |h| h.revision());
         if !eps.kvs().is_empty() {
             let mut names: Vec<String> = eps
                 .kvs()
@@ -533,6 +534,18 @@ impl Store {
                 names.join(", ")
             )));
         }
+        let held = self
+            .op(c.get(
+                ipam_prefix(name),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ))
+            .await?;
+        if held.count() > 0 {
+            return Err(Error::Conflict(format!(
+                "network {name} has addresses held in the cluster (a connect in progress); \
+                 try again"
+            )));
+        }
         let got = self.op(c.get(network_key(name), None)).await?;
         let Some(kv) = got.kvs().first() else {
             return Err(Error::NotFound(format!(
@@ -540,28 +553,24 @@ impl Store {
             )));
         };
         let rec: Option<NetworkRecord> = serde_json::from_slice(kv.value()).ok();
-        let mut ops = vec![
-            TxnOp::delete(network_key(name), None),
-            TxnOp::delete(
-                ipam_prefix(name),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            ),
-        ];
+        let mut ops = vec![TxnOp::delete(network_key(name), None)];
         if let Some(r) = rec {
             ops.push(TxnOp::delete(vni_key(r.vni), None));
         }
-        // Only if no endpoint appeared meanwhile (the prefix's range has no key newer than
-        // what we read is not expressible; the endpoints count check above is the guard).
+        // Only if nothing changed since the reads: the network, and no endpoint or address
+        // created on any host meanwhile (every key of both prefixes is older than the read).
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                network_key(name),
-                CompareOp::Equal,
-                kv.mod_revision(),
-            )])
+            .when([
+                Compare::mod_revision(network_key(name), CompareOp::Equal, kv.mod_revision()),
+                Compare::create_revision(endpoints_prefix(name), CompareOp::Less, revision + 1)
+                    .with_prefix(),
+                Compare::create_revision(ipam_prefix(name), CompareOp::Less, revision + 1)
+                    .with_prefix(),
+            ])
             .and_then(ops);
         if !self.op(c.txn(txn)).await?.succeeded() {
             return Err(Error::Conflict(format!(
-                "network {name} changed meanwhile; try again"
+                "network {name} changed meanwhile (a connect on another host?); try again"
             )));
         }
         Ok(())

@@ -314,7 +314,13 @@ impl Daemon {
             if net.overlay.is_none() {
                 continue;
             }
-            for ep in net.endpoints.values() {
+            // Only endpoints whose container is still there (re-attached at start).
+            let live = self.live.get(name);
+            for ep in net
+                .endpoints
+                .values()
+                .filter(|e| live.is_some_and(|l| l.ports.contains_key(&e.id)))
+            {
                 let rec = EndpointRecord {
                     host: cluster.host_id.clone(),
                     name: ep.name.clone(),
