@@ -54,6 +54,17 @@ pub(crate) fn decode_header(h: &[u8; RECORD_HEADER]) -> (usize, bool, SocketAddr
 pub(crate) struct RingTx {
     pub(crate) producer: Producer<u8>,
     pub(crate) wake: Arc<EventFd>,
+    /// Records were pushed since the consumer was last woken.
+    pub(crate) pending: bool,
+}
+
+impl RingTx {
+    /// Wakes the consumer if records were pushed since the last wakeup.
+    pub(crate) fn wake_if_pending(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            let _ = self.wake.write(1);
+        }
+    }
 }
 
 /// A data path's end: datagrams of its VNI from the host's VXLAN socket.
@@ -73,6 +84,7 @@ impl OverlayRx {
             RingTx {
                 producer,
                 wake: wake.clone(),
+                pending: false,
             },
             OverlayRx { consumer, wake },
         ))

@@ -121,6 +121,9 @@ impl Vxlan {
         if setsockopt(&socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
             let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
         }
+        if advertise.is_ipv4() {
+            no_udp_checksum(&socket);
+        }
         socket.bind(&advertise.into())?;
         let socket: UdpSocket = socket.into();
         socket.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -244,6 +247,28 @@ pub fn underlay_mtu(ip: IpAddr) -> io::Result<u32> {
     ))
 }
 
+/// Sends IPv4 datagrams with a zero UDP checksum, as RFC 7348 recommends for VXLAN over
+/// IPv4 (and as the kernel's VXLAN does by default); receivers then skip verifying it. The
+/// inner frames keep their own checksums. Best effort: without it, checksums are sent.
+fn no_udp_checksum(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on a socket we own, with a pointer to a c_int that outlives
+    // the call and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("SO_NO_CHECK: {}", io::Error::last_os_error());
+    }
+}
+
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -312,9 +337,37 @@ impl Demux {
             c.ring_full.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let _ = net.wake.write(1);
+        net.pending = true;
         c.delivered.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Wakes every network that got datagrams since the last call (once per burst).
+    fn wake_pending(&mut self) {
+        for net in self.networks.values_mut() {
+            net.wake_if_pending();
+        }
+    }
+}
+
+/// Datagrams read without blocking after the first of a burst, before the data paths are
+/// woken: one eventfd write per network per burst instead of one per datagram.
+const BURST: usize = 64;
+
+/// Receives one datagram if one is queued, without blocking.
+fn recv_now(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    use nix::sys::socket::{MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg =
+        recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT)
+            .ok()?;
+    let addr = msg.address?;
+    let src = if let Some(v4) = addr.as_sockaddr_in() {
+        SocketAddr::from(std::net::SocketAddrV4::from(*v4))
+    } else {
+        SocketAddr::from(std::net::SocketAddrV6::from(*addr.as_sockaddr_in6()?))
+    };
+    Some((msg.bytes, src))
 }
 
 /// The receive path without a socket, for the fuzz target: datagrams from `src` go through
@@ -380,7 +433,19 @@ fn read_loop(
             demux.apply(msg);
         }
         match got {
-            Ok((n, src)) => demux.deliver(&mut buf, n, src, counters),
+            Ok((n, src)) => {
+                demux.deliver(&mut buf, n, src, counters);
+                for _ in 0..BURST {
+                    let Some(b) = buf.get_mut(RECORD_HEADER..) else {
+                        break;
+                    };
+                    let Some((n, src)) = recv_now(socket, b) else {
+                        break;
+                    };
+                    demux.deliver(&mut buf, n, src, counters);
+                }
+                demux.wake_pending();
+            }
             Err(e)
                 if matches!(
                     e.kind(),
