@@ -245,6 +245,16 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &[u8]) -> Option<T> {
     }
 }
 
+/// The innermost cause of a client error (e.g. "Connection refused (os error 111)"): the
+/// outer layers (gRPC status, transport) only repeat it at length.
+fn root_cause(e: &etcd_client::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
 fn host_key(id: &str) -> String {
     format!("{PREFIX}hosts/{id}")
 }
@@ -348,7 +358,7 @@ impl Store {
     ) -> Result<T, Error> {
         match tokio::time::timeout(OP_TIMEOUT, f).await {
             Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) => Err(self.unreachable(e)),
+            Ok(Err(e)) => Err(self.unreachable(root_cause(&e))),
             Err(_) => Err(self.unreachable(format!("no answer within {} s", OP_TIMEOUT.as_secs()))),
         }
     }
