@@ -194,8 +194,32 @@ pub struct CreateArgs {
     /// Link MTU of the network's interfaces [default: the daemon's --mtu].
     #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65520))]
     pub mtu: Option<u32>,
+    /// bridge: this host only (scope local). overlay: every host of the daemon's cluster
+    /// (scope global; needs vswitchd --cluster-store and --subnet; containers on different
+    /// hosts share it over VXLAN, addresses come from the cluster store) [default: bridge].
+    #[arg(short = 'd', long, value_enum, value_name = "DRIVER")]
+    pub driver: Option<Driver>,
     /// Network name.
     pub name: String,
+}
+
+/// `network create --driver`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// A network of this host only.
+    Bridge,
+    /// A network of every host in the cluster.
+    Overlay,
+}
+
+impl Driver {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Overlay => "overlay",
+        }
+    }
 }
 
 /// `network connect` flags.
@@ -418,6 +442,7 @@ fn create_request(
         internal: a.internal,
         options,
         mtu: a.mtu,
+        driver: a.driver.map(|d| d.as_str().to_string()),
         enable_ipv6: a.ipv6,
         subnet6,
         gateway6,

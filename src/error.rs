@@ -37,6 +37,9 @@ pub enum Error {
     /// The data path thread of a network is gone.
     #[error("data path of network {0} stopped")]
     Datapath(String),
+    /// A service the request needs (the cluster store) cannot be reached; try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -67,6 +70,7 @@ impl Error {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::State { .. } | Error::Datapath(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

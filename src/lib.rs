@@ -36,6 +36,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod netavark;
+pub mod overlay;
 pub mod run;
 pub mod sandbox;
 pub mod slirp;

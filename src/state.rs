@@ -68,9 +68,21 @@ pub struct NetworkState {
     pub host_loopback: bool,
     /// Link MTU of its endpoints.
     pub mtu: u32,
-    /// Endpoints by id.
+    /// Endpoints by id (on an overlay network: this host's endpoints only).
     #[serde(deserialize_with = "unique_keys")]
     pub endpoints: BTreeMap<String, EndpointState>,
+    /// Set on an overlay network (`--driver overlay`): the network itself lives in the
+    /// cluster store; this host keeps its local part (its endpoints and their leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayState>,
+}
+
+/// The local part of an overlay network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayState {
+    /// Its VXLAN network identifier (1..=16777215), allocated in the store.
+    pub vni: u32,
 }
 
 /// One container attachment.
@@ -220,6 +232,11 @@ impl State {
                 return Err(at(&format!("id {} is used twice", net.id)));
             }
             check_mtu(net.mtu).map_err(|e| at(&e))?;
+            if let Some(o) = &net.overlay
+                && !(1..=0xff_ffff).contains(&o.vni)
+            {
+                return Err(at(&format!("VNI {} is not 1..=16777215", o.vni)));
+            }
             let cfg = net.pool.config();
             let checked = SubnetConfig::new(cfg.subnet, Some(cfg.gateway), cfg.ip_range)
                 .map_err(|e| at(&e))?;

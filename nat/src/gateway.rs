@@ -120,6 +120,10 @@ pub struct Gateway {
     ra: Option<Advertiser>,
     counters: GatewayCounters,
     buckets: HashMap<[u8; 6], Bucket, foldhash::fast::RandomState>,
+    /// Overlay networks: endpoints on other hosts whose ARP requests this gateway answers.
+    remote_neighbors: HashMap<Ipv4Addr, EthernetAddress, foldhash::fast::RandomState>,
+    /// The same for IPv6 (Neighbor Solicitations), on a dual-stack overlay network.
+    remote_neighbors6: HashMap<Ipv6Addr, EthernetAddress, foldhash::fast::RandomState>,
 }
 
 impl Gateway {
@@ -135,6 +139,23 @@ impl Gateway {
             ra: None,
             counters: GatewayCounters::default(),
             buckets: HashMap::default(),
+            remote_neighbors: HashMap::default(),
+            remote_neighbors6: HashMap::default(),
+        }
+    }
+
+    /// Overlay networks: replaces the IPv4 addresses (and MACs) of the endpoints on other
+    /// hosts, for which the gateway answers broadcast ARP requests itself (ARP suppression);
+    /// the gateway's own address is never overridden.
+    pub fn set_remote_neighbors(
+        &mut self,
+        neighbors: impl IntoIterator<Item = (Ipv4Addr, [u8; 6])>,
+    ) {
+        self.remote_neighbors.clear();
+        for (ip, mac) in neighbors {
+            if ip != self.ip {
+                self.remote_neighbors.insert(ip, EthernetAddress(mac));
+            }
         }
     }
 
@@ -247,8 +268,13 @@ impl Gateway {
         let reply = EthernetFrame::new_checked(frame)
             .ok()
             .and_then(|eth| match eth.ethertype() {
-                EthernetProtocol::Arp => arp::answer(self.ip, &self.aliases4, self.mac, &eth, out)
-                    .map(|n| (Reply::Arp, n)),
+                EthernetProtocol::Arp => {
+                    let remote = &self.remote_neighbors;
+                    arp::answer(self.ip, &self.aliases4, self.mac, &eth, out, |ip| {
+                        remote.get(&ip).copied()
+                    })
+                    .map(|n| (Reply::Arp, n))
+                }
                 EthernetProtocol::Ipv4 => match self.dhcp.as_mut() {
                     Some(dhcp) if DhcpServer::is_for_server(&eth) => dhcp
                         .answer(self.ip, self.mac, &eth, out, now)
@@ -262,7 +288,11 @@ impl Gateway {
                 },
                 EthernetProtocol::Ipv6 => {
                     let gw = self.ip6.as_ref()?;
-                    ndp::answer(gw, self.ra.as_ref(), &eth, out).map(|(answer, n)| match answer {
+                    let remote = &self.remote_neighbors6;
+                    ndp::answer(gw, self.ra.as_ref(), &eth, out, |ip| {
+                        remote.get(&ip).copied()
+                    })
+                    .map(|(answer, n)| match answer {
                         ndp::Answer::NeighborAdvert => (Reply::NeighborAdvert, n),
                         ndp::Answer::EchoReply => (Reply::Echo6, n),
                         ndp::Answer::RouterAdvert => (Reply::RouterAdvert, n),
@@ -290,6 +320,21 @@ impl Gateway {
         };
         *counter += 1;
         Some(len)
+    }
+
+    /// Overlay networks, IPv6: replaces the IPv6 addresses (and MACs) of the endpoints on
+    /// other hosts, for which the gateway answers multicast Neighbor Solicitations itself
+    /// (on a dual-stack network only); the gateway's own addresses are never overridden.
+    pub fn set_remote_neighbors6(
+        &mut self,
+        neighbors: impl IntoIterator<Item = (Ipv6Addr, [u8; 6])>,
+    ) {
+        self.remote_neighbors6.clear();
+        for (ip, mac) in neighbors {
+            if self.ip6.as_ref().is_none_or(|gw| !gw.owns(ip)) {
+                self.remote_neighbors6.insert(ip, EthernetAddress(mac));
+            }
+        }
     }
 
     /// Takes a token from the sender's bucket.
@@ -416,6 +461,43 @@ mod tests {
         assert_eq!(arp.target_ipv4_addr(), C1_IP);
         assert_eq!(gw.counters().arp_replies, 1);
         assert_eq!(gw.counters().ignored, 0);
+    }
+
+    #[test]
+    fn arp_for_a_remote_endpoint_is_answered_locally() {
+        const R_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 30);
+        const R_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0x00, 0x1e];
+        let mut gw = gateway();
+        assert_eq!(
+            run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, R_IP)),
+            None
+        );
+        // The store places R on another host; a remote entry cannot take the gateway's IP.
+        gw.set_remote_neighbors([(R_IP, R_MAC), (GW_IP, R_MAC)]);
+        let reply = run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, R_IP)).unwrap();
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!("not ethernet")
+        };
+        assert_eq!(eth.source(), R_MAC);
+        assert_eq!(eth.destination(), C1_MAC);
+        let Some(NetSlice::Arp(arp)) = &p.net else {
+            panic!("not ARP")
+        };
+        let arp = arp.to_packet().try_eth_ipv4().unwrap();
+        assert_eq!(arp.operation, ArpOperation::REPLY);
+        assert_eq!(arp.sender_mac, R_MAC);
+        assert_eq!(arp.sender_ipv4_addr(), R_IP);
+        assert_eq!(arp.target_mac, C1_MAC);
+        assert_eq!(arp.target_ipv4_addr(), C1_IP);
+        let own = run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, GW_IP)).unwrap();
+        assert_eq!(&own[6..12], &GW_MAC);
+        // Forgotten when the store no longer has it.
+        gw.set_remote_neighbors([]);
+        assert_eq!(
+            run(&mut gw, &arp_frame(BCAST, ArpOperation::REQUEST, R_IP)),
+            None
+        );
     }
 
     #[test]

@@ -27,6 +27,12 @@
 //! are left alone (containers get a static route). Aliases (slirp4netns's DNS address
 //! fd00::3) are answered like the configured address.
 //!
+//! Overlay networks (neighbour suppression): a multicast solicitation for the IPv6 address of
+//! an endpoint on another host (from the table the cluster store fills,
+//! [`crate::Gateway::set_remote_neighbors6`]) is answered the same way, from that endpoint's
+//! MAC and without the Router flag, as the endpoint itself would answer; it never crosses
+//! hosts.
+//!
 //! Not handled (left for the NAT to see or to drop): Neighbor Advertisements, MLD,
 //! solicitations for any other target, packets with extension headers (ND and echo never need
 //! them), anything on an IPv4-only network.
@@ -87,6 +93,7 @@ pub(crate) fn answer(
     ra: Option<&Advertiser>,
     eth: &EthernetFrame<&[u8]>,
     out: &mut [u8],
+    remote: impl Fn(Ipv6Addr) -> Option<EthernetAddress>,
 ) -> Option<(Answer, usize)> {
     let src_mac = eth.src_addr();
     if !src_mac.is_unicast() || src_mac == gw.mac {
@@ -105,8 +112,16 @@ pub(crate) fn answer(
         Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
             target_addr,
             lladdr,
-        }) => advertise(gw, eth, &ip_repr, target_addr, lladdr.is_some(), out)
-            .map(|len| (Answer::NeighborAdvert, len)),
+        }) => advertise(
+            gw,
+            eth,
+            &ip_repr,
+            target_addr,
+            lladdr.is_some(),
+            out,
+            remote,
+        )
+        .map(|len| (Answer::NeighborAdvert, len)),
         Icmpv6Repr::EchoRequest {
             ident,
             seq_no,
@@ -145,13 +160,21 @@ fn advertise(
     target: Ipv6Addr,
     has_source_lladdr: bool,
     out: &mut [u8],
+    remote: impl Fn(Ipv6Addr) -> Option<EthernetAddress>,
 ) -> Option<usize> {
-    if ip.hop_limit != ND_HOP_LIMIT || !gw.owns(target) {
+    if ip.hop_limit != ND_HOP_LIMIT {
         return None;
     }
     // Multicast solicitations go to the target's solicited-node group; unicast ones (NUD)
     // to one of our addresses on our MAC.
     let to_group = ip.dst_addr == solicited_node(target) && eth.dst_addr() == group_mac(target);
+    let (owner, router) = if gw.owns(target) {
+        (gw.mac, NdiscNeighborFlags::ROUTER)
+    } else if to_group {
+        (remote(target)?, NdiscNeighborFlags::empty())
+    } else {
+        return None;
+    };
     let to_us = gw.owns(ip.dst_addr) && eth.dst_addr() == gw.mac;
     if !(to_group || to_us) {
         return None;
@@ -162,20 +185,18 @@ fn advertise(
         if !to_group || has_source_lladdr {
             return None;
         }
-        let flags = NdiscNeighborFlags::ROUTER | NdiscNeighborFlags::OVERRIDE;
+        let flags = router | NdiscNeighborFlags::OVERRIDE;
         (ALL_NODES, multicast_mac(ALL_NODES), flags)
     } else {
-        let flags = NdiscNeighborFlags::ROUTER
-            | NdiscNeighborFlags::SOLICITED
-            | NdiscNeighborFlags::OVERRIDE;
+        let flags = router | NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE;
         (ip.src_addr, eth.src_addr(), flags)
     };
     let reply = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
         flags,
         target_addr: target,
-        lladdr: Some(gw.mac.into()),
+        lladdr: Some(owner.into()),
     });
-    emit(gw.mac, dst_mac, target, dst_ip, ND_HOP_LIMIT, &reply, out)
+    emit(owner, dst_mac, target, dst_ip, ND_HOP_LIMIT, &reply, out)
 }
 
 /// Writes an Ethernet/IPv6/ICMPv6 frame carrying `icmp` into `out`; returns its length, or

@@ -86,6 +86,11 @@ pub struct AttachSpec {
     /// Name the interface this way instead of the first free `ethN`; it must not exist yet.
     #[serde(default)]
     pub ifname: Option<String>,
+    /// Cap the GSO frames the container sends at this many bytes (`gso_max_size`); overlay
+    /// networks need it so a GSO frame fits one VXLAN datagram
+    /// (`vswitchd::overlay::wire::TAP_GSO_MAX_SIZE`). `None` leaves the kernel's default.
+    #[serde(default)]
+    pub gso_max_size: Option<u32>,
 }
 
 /// A container's IPv6 configuration: address, prefix and the gateway of its default route.
@@ -306,6 +311,9 @@ fn configure(nl: &netlink::Netlink, ifname: &str, spec: &AttachSpec) -> Result<b
     let index = nl
         .link_index(ifname)?
         .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))?;
+    if let Some(size) = spec.gso_max_size {
+        nl.set_gso_max_size(index, size)?;
+    }
     nl.set_link_up(index, Some(spec.mac), Some(spec.mtu))?;
     nl.add_address(index, spec.ip.into(), spec.prefix_len)?;
     let default_route = nl.add_default_route(index, spec.gateway.into())?;

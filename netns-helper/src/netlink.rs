@@ -77,6 +77,18 @@ impl Netlink {
             .map_err(|e| fail(&format!("link {index}"), e))
     }
 
+    /// Caps the GSO frames the kernel hands to link `index` at `size` bytes (an overlay
+    /// network's TAP: a GSO frame must fit one VXLAN datagram).
+    ///
+    /// # Errors
+    /// [`HelperError::Netlink`] with the kernel's reason.
+    pub fn set_gso_max_size(&self, index: u32, size: u32) -> Result<(), HelperError> {
+        let b = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(netlink_packet_route::link::LinkAttribute::GsoMaxSize(size));
+        self.request(RouteNetlinkMessage::SetLink(b.build()), 0)
+            .map_err(|e| fail(&format!("link {index} gso_max_size {size}"), e))
+    }
+
     /// Adds `ip/prefix_len` to link `index`. An IPv6 address is added without duplicate
     /// address detection, as netavark does: it is the container's lease, which IPAM and the
     /// switch's anti-spoofing already keep unique on the network, and it is usable as soon

@@ -147,7 +147,15 @@ async fn create(
     State(d): State<Shared>,
     Body(req): Body<NetworkCreate>,
 ) -> Result<(StatusCode, Json<Created>), Error> {
-    let id = d.lock().await.create_network(req)?;
+    let id = match req.driver.as_deref() {
+        Some("overlay") => crate::daemon::overlay::create(&d, req).await?,
+        None | Some("bridge") => d.lock().await.create_network(req)?,
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "unknown driver {other:?}: expected bridge or overlay"
+            )));
+        }
+    };
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
@@ -159,7 +167,12 @@ async fn inspect(
 }
 
 async fn remove(State(d): State<Shared>, Path(name): Path<String>) -> Result<StatusCode, Error> {
-    d.lock().await.remove_network(&name)?;
+    let overlay = d.lock().await.is_overlay(&name)?;
+    if overlay {
+        crate::daemon::overlay::remove(&d, &name).await?;
+    } else {
+        d.lock().await.remove_network(&name)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

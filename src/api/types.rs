@@ -69,6 +69,10 @@ pub struct NetworkCreate {
     /// IPv6 gateway address; default: the IPv6 subnet's `::1`.
     #[serde(default)]
     pub gateway6: Option<Ipv6Addr>,
+    /// `bridge` (default: this host only) or `overlay` (every host of the cluster; needs
+    /// the daemon's `--cluster-store` and an IPv4 `Subnet`).
+    #[serde(default)]
+    pub driver: Option<String>,
 }
 
 /// Reply of a create.
@@ -107,9 +111,9 @@ pub struct NetworkInspect {
     pub id: String,
     /// Creation time, RFC 3339.
     pub created: String,
-    /// Always `local`.
+    /// `local` (bridge) or `global` (overlay).
     pub scope: String,
-    /// Always `vswitch`.
+    /// `bridge` or `overlay`.
     pub driver: String,
     /// Dual stack (`--ipv6`).
     #[serde(rename = "EnableIPv6")]
@@ -136,6 +140,53 @@ pub struct NetworkInspect {
     /// Our own: the health of the network's data path thread.
     #[serde(default)]
     pub datapath: DatapathHealth,
+    /// Overlay networks: the VNI and MTU, the other hosts with endpoints and those
+    /// endpoints (`Containers` holds this host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayInspect>,
+}
+
+/// The overlay part of an inspect.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OverlayInspect {
+    /// VXLAN network identifier.
+    #[serde(rename = "VNI")]
+    pub vni: u32,
+    /// This host's id in the cluster.
+    pub host: String,
+    /// Other live hosts of the cluster, as in `docker network inspect`'s `Peers`.
+    pub peers: Vec<PeerInspect>,
+    /// Endpoints on other hosts, by endpoint id.
+    pub remote_containers: BTreeMap<String, RemoteEndpointInspect>,
+}
+
+/// A cluster member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PeerInspect {
+    /// Host id.
+    pub name: String,
+    /// Its advertise address.
+    #[serde(rename = "IP")]
+    pub ip: String,
+}
+
+/// An endpoint on another host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemoteEndpointInspect {
+    /// Its name on the network.
+    pub name: String,
+    /// The host id it lives on.
+    pub host: String,
+    /// MAC address.
+    pub mac_address: String,
+    /// `IP/prefix`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// DNS aliases.
+    pub aliases: Vec<String>,
 }
 
 /// The health of a network's data path: panics are caught (the frame is dropped and

@@ -69,6 +69,51 @@ struct Args {
     /// Seconds to wait for each upstream resolver before trying the next one.
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     dns_timeout: u64,
+    /// Join a cluster whose state lives in etcd (v3 API) at these endpoints, for overlay
+    /// networks (`network create --driver overlay`). Needs --cluster-advertise.
+    #[arg(
+        long,
+        value_name = "etcd://HOST:PORT[,HOST:PORT...]",
+        requires = "cluster_advertise",
+        value_parser = parse_store
+    )]
+    cluster_store: Option<String>,
+    /// This host's address for the others (an address of one of its interfaces), and the
+    /// UDP port of its VXLAN socket [default port: 4789]. Overlay networks get that
+    /// interface's MTU minus 50. Needs --cluster-store.
+    #[arg(long, value_name = "IP[:VXLAN_PORT]", requires = "cluster_store", value_parser = parse_advertise)]
+    cluster_advertise: Option<std::net::SocketAddr>,
+    /// Seconds this host stays in the cluster after it stops renewing its lease (killed or
+    /// cut off from the store); then its containers leave the other hosts' tables and DNS
+    /// and their addresses are freed.
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
+    cluster_ttl: u64,
+}
+
+/// `--cluster-store etcd://HOST:PORT[,...]`, checked.
+fn parse_store(s: &str) -> Result<String, String> {
+    cluster::StoreUrl::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `--cluster-advertise IP[:PORT]` (IPv6 in brackets with a port).
+fn parse_advertise(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(
+            ip,
+            vswitchd::daemon::overlay::VXLAN_PORT,
+        ));
+    }
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Ok(a),
+        Ok(_) => Err(format!(
+            "{s:?} needs a specific address and a non-zero port"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not IP[:PORT], e.g. 198.51.100.11 or 198.51.100.11:4789"
+        )),
+    }
 }
 
 /// A size such as `256M`, `1GiB` or `65536` (bytes), at least 1 MiB.
@@ -90,7 +135,10 @@ go back to the previous good state.
 API: request bodies over 1 MiB get 413; at most 128 connections are kept open (the
 longest-idle one is closed to make room), and a request must arrive within 10 s.
 Metrics: GET /metrics on the API socket (Prometheus text format 0.0.4); --metrics-addr
-serves the same over TCP with the same limits (any other path: 404).";
+serves the same over TCP with the same limits (any other path: 404).
+Cluster: with --cluster-store, DIR/host-id names this host in the cluster (made at the first
+start; keep it, and a restarted host rejoins with its containers). The store layout is in
+README.md, \"Cluster store\".";
 
 /// Test-only: the helper first sleeps for the milliseconds written in this file, when it
 /// exists (tests of the helper timeout). The daemon itself never reads it.
@@ -159,6 +207,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_metrics_addr)
         .transpose()?;
+    // Checked before anything is touched: an address of no interface stops the daemon.
+    let underlay_mtu = args
+        .cluster_advertise
+        .map(|a| vswitchd::daemon::overlay::underlay_mtu(a.ip()).map_err(anyhow::Error::msg))
+        .transpose()?;
     private_dir(&state_dir)?;
     let _lock = lock_state_dir(&state_dir)?;
     // Bound before the daemon starts: a port in use stops it with one line, having done nothing.
@@ -167,6 +220,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .with_context(|| format!("cannot listen on --metrics-addr {addr}"))
+        })
+        .transpose()?;
+    // Bound before the daemon starts, as the metrics listener: a VXLAN port in use stops it
+    // with one line, having served nothing.
+    let vxlan = args
+        .cluster_advertise
+        .map(|a| {
+            vswitchd::overlay::Vxlan::bind(a)
+                .with_context(|| format!("cannot bind the VXLAN socket on {a}"))
         })
         .transpose()?;
     // Checked before anything else happens: a bad state stops the daemon untouched.
@@ -184,6 +246,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let listener = bind(&socket, socket_group)?;
+        let host_id_dir = state_dir.clone();
         let config = Config {
             state_dir,
             mtu: args.mtu,
@@ -209,6 +272,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+        if let (Some(store), Some(advertise), Some(mtu), Some(vxlan)) = (
+            &args.cluster_store,
+            args.cluster_advertise,
+            underlay_mtu,
+            vxlan,
+        ) {
+            let member = (advertise, mtu, vxlan);
+            join_cluster(&shared, store, member, args.cluster_ttl, &host_id_dir).await?;
+        }
         let reaper = shared.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(vswitchd::daemon::REAP_EVERY);
@@ -248,6 +320,75 @@ fn run(args: Args) -> anyhow::Result<()> {
         drop(shared);
         served.context("API server failed")
     })
+}
+
+/// Joins the cluster of `--cluster-store`: this host's id, its lease kept alive, the store
+/// watched and every change applied to the daemon.
+async fn join_cluster(
+    shared: &vswitchd::daemon::Shared,
+    store: &str,
+    (advertise, underlay_mtu, vxlan): (std::net::SocketAddr, u32, vswitchd::overlay::Vxlan),
+    ttl: u64,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    use vswitchd::daemon::overlay;
+    let host_id = host_id(state_dir)?;
+    let record = cluster::HostRecord {
+        advertise: advertise.ip(),
+        vxlan_port: advertise.port(),
+    };
+    let store = cluster::Store::new(
+        store,
+        host_id.clone(),
+        record,
+        std::time::Duration::from_secs(ttl),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("--cluster-store: {e}"))?;
+    let member = overlay::Cluster::new(store.clone(), advertise.ip(), underlay_mtu, vxlan);
+    shared.lock().await.set_cluster(member).await;
+    tracing::info!(host = host_id, %advertise, underlay_mtu, "cluster member");
+    tokio::spawn(store.clone().keep_membership());
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(store.watch(tx));
+    tokio::spawn(overlay::follow(shared.clone(), rx));
+    Ok(())
+}
+
+/// This host's id in the cluster: DIR/host-id, made (32 random hex digits) at the first
+/// start.
+fn host_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            anyhow::ensure!(
+                (8..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{} does not hold a host id (8-64 hex digits)",
+                path.display()
+            );
+            Ok(id.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 16];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+                .context("cannot read /dev/urandom")?;
+            let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            std::io::Write::write_all(&mut f, format!("{id}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// `--metrics-addr`: an IP address and port, such as 127.0.0.1:9323 or [::1]:9323.

@@ -60,11 +60,16 @@ struct Attach {
 /// # Errors
 /// Unknown network, missing namespace, name or address in use, pool exhausted, helper
 /// failures or timeout. Nothing is left allocated or created on error.
-pub async fn connect(d: &Shared, network: &str, req: Connect) -> Result<EndpointInspect, Error> {
+pub(super) async fn connect(
+    d: &Shared,
+    network: &str,
+    req: Connect,
+    id: Option<String>,
+) -> Result<EndpointInspect, Error> {
     let started = std::time::Instant::now();
     let (begun, metrics) = {
         let mut daemon = d.lock().await;
-        let begun = daemon.begin_attach(network, req);
+        let begun = daemon.begin_attach(network, req, id.unwrap_or_else(random_id));
         (begun, daemon.attach_metrics.clone())
     };
     let result = match begun {
@@ -102,7 +107,7 @@ async fn attach_unlocked(d: &Shared, attach: Attach) -> Result<EndpointInspect, 
 
 impl Daemon {
     /// First step of an attach: every check, then the lease and the claims.
-    fn begin_attach(&mut self, network: &str, req: Connect) -> Result<Attach, Error> {
+    fn begin_attach(&mut self, network: &str, req: Connect, id: String) -> Result<Attach, Error> {
         let plan = check_connect(&req)?;
         let net = self.network(network)?;
         let netns = resolve_netns(&req.container)?;
@@ -153,7 +158,7 @@ impl Daemon {
             )));
         }
         let mtu = net.mtu;
-        let id = random_id();
+        let overlay = net.overlay.is_some();
         let Some(net) = self.state.networks.get_mut(network) else {
             return Err(Error::NotFound(format!("network {network} not found")));
         };
@@ -222,6 +227,8 @@ impl Daemon {
                 }),
             mtu,
             ifname: req.interface,
+            // An overlay network carries a GSO frame whole in one UDP datagram: it must fit.
+            gso_max_size: overlay.then_some(crate::overlay::wire::TAP_GSO_MAX_SIZE),
         };
         Ok(Attach {
             id,
@@ -392,7 +399,7 @@ impl Daemon {
 ///
 /// # Errors
 /// Unknown network or endpoint, a detach already in progress; failing to persist.
-pub async fn disconnect(d: &Shared, network: &str, container: &str) -> Result<(), Error> {
+pub(super) async fn disconnect(d: &Shared, network: &str, container: &str) -> Result<(), Error> {
     let (ep, was_live, exe) = d.lock().await.begin_detach(network, container).await?;
     // A lost endpoint's namespace is gone (its path may even hold a new one): only a live
     // endpoint has an interface to delete.
@@ -471,7 +478,7 @@ pub async fn reap(d: &Shared) -> usize {
                 .endpoint(&name)
                 .attr("reason", "its network namespace is gone"),
         );
-        match disconnect(d, &network, &id).await {
+        match super::overlay::disconnect(d, &network, &id).await {
             Ok(()) => n += 1,
             Err(e) => tracing::warn!(network, endpoint = name, "detach failed: {e}"),
         }

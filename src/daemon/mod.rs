@@ -20,7 +20,9 @@ use crate::state::{EndpointState, NetworkState, State};
 mod capture;
 pub use capture::{CaptureRequest, CaptureStream, capture, stop_capture};
 mod endpoints;
-pub use endpoints::{REAP_EVERY, connect, disconnect, reap};
+pub use endpoints::{REAP_EVERY, reap};
+pub mod overlay;
+pub use overlay::{Cluster, connect, disconnect};
 pub(crate) mod inputs;
 mod names;
 mod networks;
@@ -94,6 +96,8 @@ pub struct Daemon {
     events: crate::events::Events,
     /// Id of the next packet capture.
     next_capture: u64,
+    /// Membership in a cluster (`--cluster-store`), for overlay networks.
+    cluster: Option<overlay::Cluster>,
 }
 
 /// Names and MACs of a network's endpoints in the state (attached or lost), so an attach
@@ -169,6 +173,7 @@ impl Daemon {
             attach_metrics: Default::default(),
             events: Default::default(),
             next_capture: 1,
+            cluster: None,
         };
         for (name, net) in &daemon.state.networks {
             let mut t = Taken::default();
@@ -384,6 +389,10 @@ impl Daemon {
                     }),
                 mtu: net.mtu,
                 ifname: None,
+                gso_max_size: net
+                    .overlay
+                    .is_some()
+                    .then_some(crate::overlay::wire::TAP_GSO_MAX_SIZE),
             };
             let result = match self.call_helper(Request::Attach(spec)).await {
                 Ok((_, Some(fd))) => self.plug(name, &ep.id, ep, fd).await.map(|()| {

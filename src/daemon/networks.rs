@@ -97,28 +97,43 @@ impl Daemon {
             host_loopback: plan.host_loopback,
             mtu,
             endpoints: BTreeMap::new(),
+            overlay: None,
         };
-        self.state.networks.insert(req.name.clone(), net);
-        self.taken.insert(req.name.clone(), Taken::default());
-        if let Err(e) = self.checkpoint().and_then(|()| self.serve(&req.name)) {
-            self.state.networks.remove(&req.name);
-            self.live.remove(&req.name);
+        self.add_network(net)?;
+        tracing::info!(network = req.name, %subnet, "network created");
+        Ok(id)
+    }
+
+    /// Adds a network (not yet in state), persists and serves it; undone on failure.
+    pub(super) fn add_network(&mut self, net: NetworkState) -> Result<(), Error> {
+        let name = net.name.clone();
+        self.state.networks.insert(name.clone(), net);
+        self.taken.insert(name.clone(), Taken::default());
+        if let Err(e) = self.checkpoint().and_then(|()| self.serve(&name)) {
+            self.state.networks.remove(&name);
+            self.taken.remove(&name);
+            self.live.remove(&name);
             let _ = self.checkpoint();
             return Err(e);
         }
-        tracing::info!(network = req.name, %subnet, "network created");
-        let mut event =
-            crate::events::Event::new("network", "create", Some(&req.name)).attr("subnet", subnet);
-        if let Some(p6) = self
-            .state
-            .networks
-            .get(&req.name)
-            .and_then(|n| n.pool6.as_ref())
-        {
+        let mut event = crate::events::Event::new("network", "create", Some(&name))
+            .attr("subnet", self.network(&name)?.pool.config().subnet);
+        if let Some(p6) = self.network(&name)?.pool6.as_ref() {
             event = event.attr("subnet6", p6.config().subnet);
         }
+        if let Some(o) = &self.network(&name)?.overlay {
+            event = event.attr("driver", "overlay").attr("vni", o.vni);
+        }
         self.events.send(event);
-        Ok(id)
+        Ok(())
+    }
+
+    /// Whether a network is an overlay network.
+    ///
+    /// # Errors
+    /// Unknown network.
+    pub fn is_overlay(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.network(name)?.overlay.is_some())
     }
 
     /// Removes a network without endpoints.
@@ -162,8 +177,8 @@ impl Daemon {
             .map(|n| NetworkSummary {
                 id: n.id.clone(),
                 name: n.name.clone(),
-                driver: "vswitch".into(),
-                scope: "local".into(),
+                driver: driver(n).into(),
+                scope: scope(n).into(),
                 subnet: match &n.pool6 {
                     Some(p6) => format!("{},{}", n.pool.config().subnet, p6.config().subnet),
                     None => n.pool.config().subnet.to_string(),
@@ -222,8 +237,8 @@ impl Daemon {
             name: net.name.clone(),
             id: net.id.clone(),
             created: net.created.clone(),
-            scope: "local".into(),
-            driver: "vswitch".into(),
+            scope: scope(net).into(),
+            driver: driver(net).into(),
             enable_ipv6: cfg6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
@@ -260,6 +275,25 @@ impl Daemon {
             datapath: live
                 .map(|l| health_view(&l.datapath.health()))
                 .unwrap_or_default(),
+            overlay: self.overlay_inspect(net),
         })
+    }
+}
+
+/// `bridge` or `overlay`.
+fn driver(n: &NetworkState) -> &'static str {
+    if n.overlay.is_some() {
+        "overlay"
+    } else {
+        "bridge"
+    }
+}
+
+/// `local` or `global` (overlay).
+fn scope(n: &NetworkState) -> &'static str {
+    if n.overlay.is_some() {
+        "global"
+    } else {
+        "local"
     }
 }

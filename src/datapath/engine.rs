@@ -14,10 +14,11 @@ use nat::{Gateway, Nat};
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::eventfd::EventFd;
 use switch::vnet::LEN as VNET_HDR_LEN;
-use switch::{FrameSummary, GATEWAY, Network, NetworkConfig, PortId, PortRole, Verdict};
+use switch::{FrameSummary, GATEWAY, Network, NetworkConfig, OVERLAY, PortId, PortRole, Verdict};
 
 use super::capture::Captures;
 use super::guard::{Health, guarded, test_panic_ethertype};
+use super::overlay::Overlay;
 use super::ports::Ports;
 use super::{Command, MacEntry, RX_BATCH, Snapshot};
 
@@ -28,6 +29,10 @@ const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65535;
 pub(super) const WAKE_TOKEN: u64 = u64::MAX;
 /// Epoll token of the NAT engine's own epoll fd.
 pub(super) const NAT_TOKEN: u64 = u64::MAX - 1;
+/// Epoll token of the overlay's receive ring eventfd.
+pub(super) const OVERLAY_TOKEN: u64 = u64::MAX - 2;
+/// Datagrams taken from the overlay ring per wakeup before the TAPs get their turn.
+const OVERLAY_BATCH: usize = 256;
 
 /// How often learned MACs are aged, in seconds.
 const AGE_EVERY: u64 = 10;
@@ -40,6 +45,8 @@ pub(super) struct Engine {
     gateway: Gateway,
     nat: Nat,
     ports: Ports,
+    /// The VXLAN side, on an overlay network.
+    overlay: Option<Overlay>,
     /// Scratch list of flood targets, reused for every flooded frame.
     flood: Vec<PortId>,
     /// Where the gateway writes its replies (virtio-net header included).
@@ -80,6 +87,7 @@ impl Engine {
             gateway,
             nat,
             ports: Ports::default(),
+            overlay: None,
             flood: Vec::with_capacity(64),
             gw_buf: vec![0; FRAME_BUF],
             health,
@@ -132,6 +140,7 @@ impl Engine {
                         }
                     }
                     NAT_TOKEN => nat_ready = true,
+                    OVERLAY_TOKEN => self.drain_overlay(&mut rx),
                     token => self.drain_port(epoll, PortId(token as u32), &mut rx, now),
                 }
             }
@@ -343,6 +352,59 @@ impl Engine {
                 let _ = reply.send(self.captures.start(tap, &self.name));
             }
             Command::StopCapture { id } => self.captures.stop(id),
+            Command::SetOverlay { cfg, reply } => {
+                let res = if self.overlay.is_some() {
+                    Err("the network already is an overlay network".to_string())
+                } else {
+                    let overlay = Overlay::new(cfg);
+                    epoll
+                        .add(
+                            overlay.rx.wake_fd().as_fd(),
+                            EpollEvent::new(EpollFlags::EPOLLIN, OVERLAY_TOKEN),
+                        )
+                        .map(|()| {
+                            self.net.enable_overlay();
+                            self.overlay = Some(overlay);
+                            tracing::info!(network = self.name, "network spans hosts (VXLAN)");
+                        })
+                        .map_err(|e| format!("epoll: {e}"))
+                };
+                let _ = reply.send(res);
+            }
+            Command::SetRemoteEndpoints { endpoints, reply } => {
+                let res = if self.overlay.is_none() {
+                    Err("not an overlay network".to_string())
+                } else {
+                    let refused = self.net.set_remote_endpoints(&endpoints);
+                    for mac in &refused {
+                        tracing::warn!(
+                            network = self.name,
+                            mac = %switch::MacAddr(*mac),
+                            "remote endpoint left out: its MAC is in use on this host"
+                        );
+                    }
+                    self.gateway.set_remote_neighbors(
+                        self.net.remote_endpoints().map(|ep| (ep.ip, ep.mac)),
+                    );
+                    self.gateway.set_remote_neighbors6(
+                        self.net
+                            .remote_endpoints()
+                            .filter_map(|ep| Some((ep.ip6?, ep.mac))),
+                    );
+                    Ok(())
+                };
+                let _ = reply.send(res);
+            }
+            Command::SetFloodVteps { vteps, reply } => {
+                let res = match &mut self.overlay {
+                    Some(o) => {
+                        o.set_flood(vteps);
+                        Ok(())
+                    }
+                    None => Err("not an overlay network".to_string()),
+                };
+                let _ = reply.send(res);
+            }
             Command::Stop => return false,
         }
         true
@@ -401,6 +463,7 @@ impl Engine {
         }
         match self.net.forward(ingress, frame, now) {
             Verdict::Unicast(GATEWAY) => self.deliver_to_gateway(frame, now),
+            Verdict::Unicast(OVERLAY) => self.send_overlay(frame, buf),
             Verdict::Unicast(dst) => self.transmit(dst, buf),
             Verdict::Flood => {
                 let mut targets = std::mem::take(&mut self.flood);
@@ -409,6 +472,8 @@ impl Engine {
                 for &dst in &targets {
                     if dst == GATEWAY {
                         self.deliver_to_gateway(frame, now);
+                    } else if dst == OVERLAY {
+                        self.flood_overlay(buf);
                     } else {
                         self.transmit(dst, buf);
                     }
@@ -416,6 +481,80 @@ impl Engine {
                 self.flood = targets;
             }
             Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Sends a frame for a remote endpoint to its VTEP.
+    fn send_overlay(&mut self, frame: &[u8], buf: &[u8]) {
+        let vtep = frame
+            .first_chunk::<6>()
+            .and_then(|dst| self.net.remote_vtep(dst));
+        let ok = match (&self.overlay, vtep) {
+            (Some(o), Some(vtep)) => o.send(vtep, buf),
+            _ => false,
+        };
+        self.net.count_tx(OVERLAY, frame.len(), ok);
+    }
+
+    /// Sends a flooded frame to every flood VTEP (head-end replication).
+    fn flood_overlay(&mut self, buf: &[u8]) {
+        let Some(o) = &self.overlay else { return };
+        let (sent, failed) = o.flood(buf);
+        let len = buf.len().saturating_sub(VNET_HDR_LEN);
+        for _ in 0..sent {
+            self.net.count_tx(OVERLAY, len, true);
+        }
+        for _ in 0..failed {
+            self.net.count_tx(OVERLAY, len, false);
+        }
+    }
+
+    /// Takes datagrams of this network from the overlay ring and forwards each.
+    fn drain_overlay(&mut self, rx: &mut [u8]) {
+        let Some(o) = &mut self.overlay else { return };
+        o.rx.ack();
+        for _ in 0..OVERLAY_BATCH {
+            let Some(o) = &mut self.overlay else { return };
+            let Some((len, vtep)) = o.rx.pop(rx) else {
+                return;
+            };
+            let Some(buf) = rx.get(..len).filter(|b| b.len() > VNET_HDR_LEN) else {
+                continue;
+            };
+            if let Err(msg) = guarded(|| self.forward_from_vtep(vtep, buf)) {
+                let frame = buf.get(VNET_HDR_LEN..).unwrap_or_default();
+                self.record_panic(
+                    &msg,
+                    format_args!("forwarding from VTEP {vtep}: {}", FrameSummary(frame)),
+                );
+            }
+        }
+        // More than a batch waiting: come back after the TAPs had their turn.
+        if let Some(o) = &self.overlay {
+            o.rx.rearm();
+        }
+    }
+
+    /// Forwards one frame (virtio-net header + Ethernet frame) that came from `vtep`: only
+    /// to local containers, after the switch checked it against the store.
+    fn forward_from_vtep(&mut self, vtep: std::net::SocketAddr, buf: &[u8]) {
+        let Some(frame) = buf.get(VNET_HDR_LEN..) else {
+            return;
+        };
+        match self.net.forward_from_vtep(vtep, frame) {
+            Verdict::Unicast(dst) if dst != GATEWAY && dst != OVERLAY => self.transmit(dst, buf),
+            Verdict::Flood => {
+                let mut targets = std::mem::take(&mut self.flood);
+                targets.clear();
+                self.net.for_each_flood_target(OVERLAY, |p| targets.push(p));
+                for &dst in &targets {
+                    if dst != GATEWAY && dst != OVERLAY {
+                        self.transmit(dst, buf);
+                    }
+                }
+                self.flood = targets;
+            }
+            _ => {}
         }
     }
 

@@ -24,11 +24,13 @@
 //!
 //! The code is split by concern: this file is the control plane's side (the [`Datapath`]
 //! handle and its [`Command`]s), `engine.rs` the thread's loop and frame forwarding,
-//! `guard.rs` the panic guard and [`Health`], `ports.rs` the table of TAP files.
+//! `guard.rs` the panic guard and [`Health`], `ports.rs` the table of TAP files, `overlay.rs`
+//! the VXLAN side of a network that spans hosts.
 
 pub mod capture;
 mod engine;
 mod guard;
+mod overlay;
 mod ports;
 
 use std::collections::HashMap;
@@ -46,8 +48,11 @@ use switch::{NetworkConfig, PortCounters, PortId, PortRole};
 use tokio::sync::oneshot;
 
 use engine::{Engine, NAT_TOKEN, WAKE_TOKEN};
+
 use guard::install_panic_hook;
 pub use guard::{Health, HealthReport};
+pub use overlay::OverlayConfig;
+pub use switch::RemoteEndpoint;
 
 /// Frames read from one TAP per wakeup before the others get their turn: bounds the latency
 /// one busy port can add to the rest while still amortising the epoll wakeup.
@@ -123,6 +128,27 @@ pub enum Command {
     StopCapture {
         /// The capture's id.
         id: u64,
+    },
+    /// Make the network an overlay network.
+    SetOverlay {
+        /// Its VNI and the host's VXLAN socket.
+        cfg: OverlayConfig,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Replace the endpoints on other hosts.
+    SetRemoteEndpoints {
+        /// Every remote endpoint of the network.
+        endpoints: Vec<RemoteEndpoint>,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Replace the VTEPs that get broadcast, multicast and unknown unicast.
+    SetFloodVteps {
+        /// The other hosts with endpoints on the network.
+        vteps: Vec<SocketAddr>,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// End the thread (ports are closed; persistent TAPs stay in the containers).
     Stop,
@@ -313,6 +339,51 @@ impl Datapath {
     /// When the thread is gone.
     pub fn set_dns(&self, change: DnsView) -> Result<(), crate::error::Error> {
         self.send(Command::SetDns(change))
+    }
+
+    /// Makes this network an overlay network (once, before any remote endpoint): frames to
+    /// remote endpoints leave through the host's VXLAN socket, and datagrams of `cfg.vni`
+    /// enter the switch. The overlay port's counters appear in [`Snapshot::ports`] under
+    /// [`switch::OVERLAY`].
+    ///
+    /// # Errors
+    /// When the thread is gone, or the network already is an overlay network.
+    pub async fn set_overlay(&self, cfg: OverlayConfig) -> Result<(), crate::error::Error> {
+        self.request(|reply| Command::SetOverlay { cfg, reply })
+            .await?
+            .map_err(crate::error::Error::Conflict)
+    }
+
+    /// Replaces the set of remote endpoints of this network (from the store): for each, its
+    /// MAC, IPv4 (and optional IPv6) address and the VTEP it lives behind. The switch
+    /// forwards unicast to a remote MAC over VXLAN to its VTEP; the gateway answers ARP for
+    /// remote IPs locally (ARP suppression); frames from a VTEP are accepted only when their
+    /// inner source MAC/IP is an endpoint the store places on that VTEP. An endpoint whose
+    /// MAC is a local container's (or the gateway's) is left out, with a warning.
+    ///
+    /// # Errors
+    /// When the thread is gone, or the network is not an overlay network.
+    pub async fn set_remote_endpoints(
+        &self,
+        eps: Vec<RemoteEndpoint>,
+    ) -> Result<(), crate::error::Error> {
+        self.request(|reply| Command::SetRemoteEndpoints {
+            endpoints: eps,
+            reply,
+        })
+        .await?
+        .map_err(crate::error::Error::Conflict)
+    }
+
+    /// Replaces the VTEPs that get broadcast / multicast / unknown unicast of this network
+    /// (head-end replication): the other hosts with endpoints on it.
+    ///
+    /// # Errors
+    /// When the thread is gone, or the network is not an overlay network.
+    pub async fn set_flood_vteps(&self, vteps: Vec<SocketAddr>) -> Result<(), crate::error::Error> {
+        self.request(|reply| Command::SetFloodVteps { vteps, reply })
+            .await?
+            .map_err(crate::error::Error::Conflict)
     }
 
     /// Current counters.

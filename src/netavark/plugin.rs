@@ -210,6 +210,7 @@ async fn create(mut net: Network) -> Result<Network, PluginError> {
                 enable_ipv6: net.ipv6_enabled || v6.is_some(),
                 subnet6: v6.as_ref().map(|s| s.subnet.to_string()),
                 gateway6: v6.as_ref().and_then(|s| s.gateway).and_then(v6_only),
+                driver: None,
             };
             client.post("/networks/create", &req).await?;
             client.get::<NetworkInspect>(&path).await?

@@ -1,10 +1,12 @@
 //! One switching domain: ports, MAC learning, anti-spoofing and icc policy.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use foldhash::fast::RandomState;
 
 use crate::guard;
+use crate::overlay::{OVERLAY, RemoteEndpoint, Remotes};
 use crate::{
     DropReason, GATEWAY, Mac, MacTable, PortCounters, PortId, PortRole, SwitchError, Tick,
 };
@@ -117,6 +119,8 @@ pub struct Network {
     counters: Vec<PortCounters>,
     macs: MacTable,
     unknown_port_drops: u64,
+    /// Endpoints on other hosts (empty unless the network is an overlay network).
+    remotes: Remotes,
 }
 
 /// The Ethernet II header fields the switch reads.
@@ -158,6 +162,7 @@ impl Network {
             roles: Vec::new(),
             counters: Vec::new(),
             unknown_port_drops: 0,
+            remotes: Remotes::default(),
         };
         net.attach(GATEWAY, PortRole::Gateway);
         // Only fails with a zero-capacity table, documented above.
@@ -219,7 +224,7 @@ impl Network {
         let Some((eth, payload)) = parse_eth(frame) else {
             return Verdict::Drop(DropReason::Runt);
         };
-        let from_container = match &self.roles[slot] {
+        let from_endpoint = match &self.roles[slot] {
             PortRole::Container { mac, ipv4, ipv6 } => {
                 if eth.src != *mac {
                     return Verdict::Drop(DropReason::SpoofedMac);
@@ -227,6 +232,10 @@ impl Network {
                 let checked = guard::check_container(eth.ethertype, payload, mac, *ipv4, ipv6);
                 if let Err(reason) = checked {
                     return Verdict::Drop(reason);
+                }
+                if !self.remotes.is_empty() && self.asks_for_remote(eth.ethertype, payload) {
+                    // ARP suppression: the gateway answers for remote endpoints.
+                    return Verdict::Unicast(GATEWAY);
                 }
                 // The source is the container's own MAC, pinned at add_port.
                 true
@@ -241,7 +250,16 @@ impl Network {
                 self.learn(eth.src, ingress, now);
                 false
             }
+            // Frames from the overlay enter through forward_from_vtep, which checks them
+            // against the store; offered here they carry no VTEP to check against.
+            PortRole::Overlay => return Verdict::Drop(DropReason::SpoofedMac),
         };
+        self.destination(ingress, &eth, from_endpoint)
+    }
+
+    /// Where a frame whose source passed its checks goes.
+    #[inline]
+    fn destination(&self, ingress: PortId, eth: &EthHeader, from_endpoint: bool) -> Verdict {
         if is_group(&eth.dst) {
             return Verdict::Flood;
         }
@@ -255,10 +273,142 @@ impl Network {
         let Some(dst_slot) = self.index.get(dst) else {
             return Verdict::Flood;
         };
-        if !self.config.icc && from_container && self.roles[dst_slot].is_container() {
+        // The gateway is per host: it never talks across the overlay.
+        if (ingress == OVERLAY && dst == GATEWAY) || (ingress == GATEWAY && dst == OVERLAY) {
+            return Verdict::Drop(DropReason::Isolation);
+        }
+        if !self.config.icc && from_endpoint && self.roles[dst_slot].is_endpoint() {
             return Verdict::Drop(DropReason::Isolation);
         }
         Verdict::Unicast(dst)
+    }
+
+    /// Whether a (checked) frame from a local container asks for a remote endpoint: an ARP
+    /// request for its IPv4 address, or a multicast Neighbor Solicitation (no extension
+    /// headers) for its IPv6 address.
+    #[inline]
+    fn asks_for_remote(&self, ethertype: u16, payload: &[u8]) -> bool {
+        const ETHERTYPE_ARP: u16 = 0x0806;
+        const ETHERTYPE_IPV6: u16 = 0x86dd;
+        match ethertype {
+            ETHERTYPE_ARP => {
+                // htype(2) ptype(2) hlen(1) plen(1) oper(2) sha(6) spa(4) tha(6) tpa(4)
+                let Some(arp) = payload.first_chunk::<28>() else {
+                    return false;
+                };
+                let [_, _, _, _, _, _, o0, o1, .., t0, t1, t2, t3] = *arp;
+                u16::from_be_bytes([o0, o1]) == 1
+                    && self
+                        .remotes
+                        .by_ipv4
+                        .contains_key(&Ipv4Addr::new(t0, t1, t2, t3))
+            }
+            ETHERTYPE_IPV6 if !self.remotes.by_ipv6.is_empty() => {
+                // IPv6 header (40): next header at 6, destination at 24; then ICMPv6 type
+                // at 40 and the solicitation's target at 48..64.
+                let Some(ns) = payload.first_chunk::<64>() else {
+                    return false;
+                };
+                let (head, target) = ns.split_at(48);
+                let is_ns = head.get(6) == Some(&58)
+                    && head.get(24) == Some(&0xff)
+                    && head.get(40) == Some(&135);
+                let target = <[u8; 16]>::try_from(target).map(Ipv6Addr::from);
+                is_ns && target.is_ok_and(|t| self.remotes.by_ipv6.contains_key(&t))
+            }
+            _ => false,
+        }
+    }
+
+    /// Decides where a frame that arrived over VXLAN from `vtep` goes (the caller has
+    /// already removed the VXLAN and outer headers and checked the VNI and that `vtep` is a
+    /// cluster member). The inner source must be a remote endpoint the store places on
+    /// `vtep` (else [`DropReason::SpoofedMac`]; the gateway's MAC never comes from the
+    /// overlay) and pass the anti-spoofing checks of a container port with that endpoint's
+    /// MAC and addresses. Counted on [`OVERLAY`]; `Drop(UnknownPort)` when the network is
+    /// not an overlay network.
+    #[inline]
+    pub fn forward_from_vtep(&mut self, vtep: SocketAddr, frame: &[u8]) -> Verdict {
+        let Some(slot) = self.index.get(OVERLAY) else {
+            self.unknown_port_drops += 1;
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        let verdict = self.decide_from_vtep(vtep, frame);
+        let counters = &mut self.counters[slot];
+        counters.count_rx(frame.len());
+        if let Verdict::Drop(reason) = verdict {
+            counters.drops[reason as usize] += 1;
+        }
+        verdict
+    }
+
+    #[inline]
+    fn decide_from_vtep(&self, vtep: SocketAddr, frame: &[u8]) -> Verdict {
+        let Some((eth, payload)) = parse_eth(frame) else {
+            return Verdict::Drop(DropReason::Runt);
+        };
+        if eth.src == self.config.gateway_mac {
+            return Verdict::Drop(DropReason::SpoofedMac);
+        }
+        let Some(remote) = self.remotes.by_mac.get(&eth.src) else {
+            return Verdict::Drop(DropReason::SpoofedMac);
+        };
+        if remote.vtep != vtep {
+            return Verdict::Drop(DropReason::SpoofedMac);
+        }
+        let checked =
+            guard::check_container(eth.ethertype, payload, &remote.mac, remote.ip, &remote.ip6);
+        if let Err(reason) = checked {
+            return Verdict::Drop(reason);
+        }
+        self.destination(OVERLAY, &eth, true)
+    }
+
+    /// Makes this network span hosts: attaches the [`OVERLAY`] port (once; again is a no-op).
+    pub fn enable_overlay(&mut self) {
+        if self.index.get(OVERLAY).is_none() {
+            self.attach(OVERLAY, PortRole::Overlay);
+        }
+    }
+
+    /// Replaces the endpoints on other hosts: their MACs are pinned to [`OVERLAY`] (the
+    /// previous ones are forgotten). An endpoint whose MAC is pinned to a local port, or is
+    /// the gateway's, is left out; those MACs are returned. Does nothing but return every
+    /// MAC when the overlay is not enabled.
+    pub fn set_remote_endpoints(&mut self, endpoints: &[RemoteEndpoint]) -> Vec<Mac> {
+        if self.index.get(OVERLAY).is_none() {
+            return endpoints.iter().map(|ep| ep.mac).collect();
+        }
+        let stale: Vec<Mac> = self.remotes.by_mac.keys().copied().collect();
+        for mac in stale {
+            if self.macs.lookup(&mac) == Some(OVERLAY) {
+                self.macs.forget(&mac);
+            }
+        }
+        self.remotes.clear();
+        let mut refused = Vec::new();
+        for ep in endpoints {
+            if ep.mac == self.config.gateway_mac || is_group(&ep.mac) {
+                refused.push(ep.mac);
+                continue;
+            }
+            match self.macs.pin(ep.mac, OVERLAY) {
+                Ok(()) => self.remotes.insert(*ep),
+                Err(_) => refused.push(ep.mac),
+            }
+        }
+        refused
+    }
+
+    /// The VTEP a remote endpoint's MAC lives behind (for [`Verdict::Unicast(OVERLAY)`]).
+    #[inline]
+    pub fn remote_vtep(&self, mac: &Mac) -> Option<SocketAddr> {
+        self.remotes.by_mac.get(mac).map(|ep| ep.vtep)
+    }
+
+    /// The current remote endpoints, in no particular order.
+    pub fn remote_endpoints(&self) -> impl Iterator<Item = &RemoteEndpoint> {
+        self.remotes.by_mac.values()
     }
 
     #[inline]
@@ -269,21 +419,44 @@ impl Network {
     }
 
     /// Calls `f` for every port a flooded frame from `ingress` must reach (never `ingress` itself; only GATEWAY when icc=false and ingress is a Container). No allocation.
+    /// Calls `f` for every port a flooded frame from `ingress` must reach: never `ingress`
+    /// itself; only GATEWAY when icc=false and ingress is a Container; from the gateway never
+    /// [`OVERLAY`]; from the overlay only the Container and Uplink ports (none of them when
+    /// icc=false). No allocation.
     #[inline]
     pub fn for_each_flood_target(&self, ingress: PortId, mut f: impl FnMut(PortId)) {
-        let from_container = self
-            .index
-            .get(ingress)
-            .is_some_and(|slot| self.roles[slot].is_container());
-        if !self.config.icc && from_container {
-            if ingress != GATEWAY && self.index.get(GATEWAY).is_some() {
-                f(GATEWAY);
+        let ingress_role = self.index.get(ingress).map(|slot| &self.roles[slot]);
+        match ingress_role {
+            Some(PortRole::Container { .. }) if !self.config.icc => {
+                if self.index.get(GATEWAY).is_some() {
+                    f(GATEWAY);
+                }
             }
-            return;
-        }
-        for &id in &self.ids {
-            if id != ingress {
-                f(id);
+            Some(PortRole::Overlay) => {
+                for (&id, role) in self.ids.iter().zip(&self.roles) {
+                    let to = match role {
+                        PortRole::Container { .. } => self.config.icc,
+                        PortRole::Uplink => true,
+                        PortRole::Gateway | PortRole::Overlay => false,
+                    };
+                    if to {
+                        f(id);
+                    }
+                }
+            }
+            Some(PortRole::Gateway) => {
+                for &id in &self.ids {
+                    if id != ingress && id != OVERLAY {
+                        f(id);
+                    }
+                }
+            }
+            _ => {
+                for &id in &self.ids {
+                    if id != ingress {
+                        f(id);
+                    }
+                }
             }
         }
     }
@@ -354,5 +527,7 @@ impl Network {
 
 #[cfg(test)]
 mod ipv6_tests;
+#[cfg(test)]
+mod overlay_tests;
 #[cfg(test)]
 mod tests;

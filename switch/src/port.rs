@@ -26,8 +26,11 @@ pub enum PortRole {
         /// RA guard.
         ipv6: Option<Ipv6Addr>,
     },
-    /// A trunk carrying many MACs (later: VXLAN to another host). Learns freely, no anti-spoofing.
+    /// A trunk carrying many MACs. Learns freely, no anti-spoofing.
     Uplink,
+    /// The VXLAN side of a network that spans hosts ([`crate::OVERLAY`]): the endpoints
+    /// behind it come from the cluster store, not from learning; see [`crate::overlay`].
+    Overlay,
 }
 
 impl PortRole {
@@ -35,6 +38,13 @@ impl PortRole {
     #[inline]
     pub fn is_container(&self) -> bool {
         matches!(self, PortRole::Container { .. })
+    }
+
+    /// Whether container endpoints sit behind this port (a local container, or the overlay's
+    /// remote ones): what icc=false keeps apart.
+    #[inline]
+    pub fn is_endpoint(&self) -> bool {
+        matches!(self, PortRole::Container { .. } | PortRole::Overlay)
     }
 }
 

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod dns;
 pub mod slirp;
 pub mod world;

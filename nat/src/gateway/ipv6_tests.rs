@@ -503,3 +503,30 @@ fn truncated_and_garbage_ipv6_frames_never_panic() {
     let prefixes: usize = valid.iter().map(Vec::len).sum();
     assert_eq!(seen, (3 + prefixes + 20_000) as u64);
 }
+
+#[test]
+fn a_solicitation_for_a_remote_endpoint_is_answered_with_its_mac() {
+    const R6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x60, 0, 0, 0, 0, 0, 0x30);
+    const R_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x3c, 0x00, 0x30];
+    let mut gw = gateway();
+    assert_eq!(run(&mut gw, &Ns::resolve(R6).frame()), None);
+    // The store places R on another host; it cannot take over the gateway's address.
+    gw.set_remote_neighbors6([(R6, R_MAC), (GW6, R_MAC)]);
+    let reply = run(&mut gw, &Ns::resolve(R6).frame()).expect("answered");
+    let p = Parsed::of(&reply);
+    assert_eq!(p.eth_src, EthernetAddress(R_MAC));
+    assert_eq!(p.eth_dst, EthernetAddress(C1_MAC));
+    assert_eq!((p.ip.src_addr, p.ip.dst_addr), (R6, C1_LL));
+    let (flags, target, lladdr) = p.advert();
+    assert_eq!(
+        flags,
+        NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+        "an endpoint is no router"
+    );
+    assert_eq!(target, R6);
+    assert_eq!(lladdr.unwrap().as_bytes(), &R_MAC);
+    let own = Parsed::of(&run(&mut gw, &Ns::resolve(GW6).frame()).unwrap());
+    assert_eq!(own.eth_src, EthernetAddress(GW_MAC));
+    gw.set_remote_neighbors6([]);
+    assert_eq!(run(&mut gw, &Ns::resolve(R6).frame()), None);
+}

@@ -431,3 +431,30 @@ fn a_neighbor_solicitation_floods_within_its_network_only() {
     assert_eq!(flood_targets(&a, GATEWAY), vec![C1, C2, C3, UP]);
     b.forward(C1, &f, 0);
 }
+
+#[test]
+fn a_solicitation_for_a_remote_endpoint_goes_to_the_gateway_only() {
+    use crate::{OVERLAY, RemoteEndpoint};
+    let remote6 = Ipv6Addr::new(0xfd00, 0x60, 0, 0, 0, 0, 0, 0x30);
+    let mut net = network(true);
+    net.enable_overlay();
+    let refused = net.set_remote_endpoints(&[RemoteEndpoint {
+        mac: [0x02, 0x42, 0, 0, 1, 0x30],
+        ip: Ipv4Addr::new(172, 18, 0, 30),
+        ip6: Some(remote6),
+        vtep: "198.51.100.2:4789".parse().unwrap(),
+    }]);
+    assert!(refused.is_empty());
+    assert_eq!(
+        net.forward(C1, &ns(MAC1, ll(MAC1), remote6, &lla(1, MAC1)), 0),
+        Verdict::Unicast(GATEWAY)
+    );
+    // A local target still floods (to the overlay too).
+    assert_eq!(
+        net.forward(C1, &ns(MAC1, ll(MAC1), V6_2, &lla(1, MAC1)), 0),
+        Verdict::Flood
+    );
+    let mut targets = Vec::new();
+    net.for_each_flood_target(C1, |p| targets.push(p));
+    assert!(targets.contains(&OVERLAY));
+}

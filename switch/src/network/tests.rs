@@ -22,7 +22,7 @@ pub(super) const C2: PortId = PortId(2);
 pub(super) const C3: PortId = PortId(3);
 pub(super) const UP: PortId = PortId(9);
 
-fn container(mac: Mac, ip: [u8; 4]) -> PortRole {
+pub(super) fn container(mac: Mac, ip: [u8; 4]) -> PortRole {
     PortRole::Container {
         mac,
         ipv4: Ipv4Addr::from(ip),
@@ -52,7 +52,7 @@ pub(super) fn udp(src: Mac, dst: Mac, src_ip: [u8; 4], dst_ip: [u8; 4]) -> Vec<u
     v
 }
 
-fn arp(src: Mac, dst: Mac, sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+pub(super) fn arp(src: Mac, dst: Mac, sha: Mac, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     let packet = ArpPacket::new(
         ArpHardwareId::ETHERNET,
         EtherType::IPV4,
