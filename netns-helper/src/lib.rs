@@ -303,14 +303,19 @@ fn attach(spec: &AttachSpec) -> Result<(Reply, OwnedFd), HelperError> {
     }
 }
 
-fn configure(nl: &netlink::Netlink, ifname: &str, spec: &AttachSpec) -> Result<bool, HelperError> {
+/// Brings `lo` up and returns the index of `ifname`: the first step of configuring a
+/// container's interface (an attach, or the slirp4netns drop-in's `-c`).
+pub(crate) fn lo_up_and_index(nl: &netlink::Netlink, ifname: &str) -> Result<u32, HelperError> {
     let lo = nl
         .link_index("lo")?
         .ok_or_else(|| HelperError::InterfaceGone("lo".into()))?;
     nl.set_link_up(lo, None, None)?;
-    let index = nl
-        .link_index(ifname)?
-        .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))?;
+    nl.link_index(ifname)?
+        .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))
+}
+
+fn configure(nl: &netlink::Netlink, ifname: &str, spec: &AttachSpec) -> Result<bool, HelperError> {
+    let index = lo_up_and_index(nl, ifname)?;
     if let Some(size) = spec.gso_max_size {
         nl.set_gso_max_size(index, size)?;
     }

@@ -74,13 +74,7 @@ pub(crate) fn open(spec: &TapSpec) -> Result<(Reply, OwnedFd), HelperError> {
 }
 
 fn configure(nl: &netlink::Netlink, ifname: &str, c: &TapConfig) -> Result<(), HelperError> {
-    let lo = nl
-        .link_index("lo")?
-        .ok_or_else(|| HelperError::InterfaceGone("lo".into()))?;
-    nl.set_link_up(lo, None, None)?;
-    let index = nl
-        .link_index(ifname)?
-        .ok_or_else(|| HelperError::InterfaceGone(ifname.into()))?;
+    let index = crate::lo_up_and_index(nl, ifname)?;
     nl.set_link_up(index, c.mac, Some(c.mtu))?;
     nl.add_address(index, c.ip.into(), c.prefix_len)?;
     nl.add_default_route(index, c.gateway.into())?;

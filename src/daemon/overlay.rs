@@ -307,6 +307,16 @@ pub async fn follow(d: Shared, mut views: tokio::sync::watch::Receiver<Option<Cl
 }
 
 impl Daemon {
+    /// The names of the overlay networks served here.
+    fn overlay_names(&self) -> Vec<String> {
+        self.state
+            .networks
+            .values()
+            .filter(|n| n.overlay.is_some())
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// Joins a cluster: overlay endpoints already in the state (a restart) are handed to the
     /// store to publish as soon as this host holds a lease.
     pub async fn set_cluster(&mut self, cluster: Cluster) {
@@ -332,13 +342,7 @@ impl Daemon {
             }
         }
         self.cluster = Some(cluster);
-        let overlays: Vec<String> = self
-            .state
-            .networks
-            .values()
-            .filter(|n| n.overlay.is_some())
-            .map(|n| n.name.clone())
-            .collect();
+        let overlays = self.overlay_names();
         for name in overlays {
             self.overlay_datapath(&name).await;
         }
@@ -501,13 +505,7 @@ impl Daemon {
             }
         }
         // Remote endpoints of every overlay network served here.
-        let overlays: Vec<String> = self
-            .state
-            .networks
-            .values()
-            .filter(|n| n.overlay.is_some())
-            .map(|n| n.name.clone())
-            .collect();
+        let overlays = self.overlay_names();
         for name in overlays {
             let now: BTreeMap<String, EndpointRecord> = view
                 .endpoints
