@@ -95,15 +95,10 @@ fn link_mac(ifname: &str) -> Result<[u8; 6], HelperError> {
         None,
     )
     .map_err(fail)?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    let name = ifname.as_bytes();
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(fail(Errno::ENAMETOOLONG));
-    }
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
-        *dst = *src as libc::c_char;
-    }
+    let mut ifr = tap::ifreq(ifname).map_err(|why| HelperError::Netlink {
+        what: format!("MAC address of {ifname}"),
+        reason: why.into(),
+    })?;
     // SAFETY: SIOCGIFHWADDR reads the name and writes the address into the `ifreq` on our
     // stack, valid for the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };

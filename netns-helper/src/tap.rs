@@ -55,16 +55,7 @@ pub fn open(name: &str, mode: Mode) -> Result<OwnedFd, HelperError> {
         Errno::ENOENT => fail("/dev/net/tun does not exist (is the tun module loaded?)".into()),
         e => fail(format!("/dev/net/tun: {}", e.desc())),
     })?;
-    let cname = CString::new(name).map_err(|_| fail("name contains a NUL byte".into()))?;
-    let bytes = cname.as_bytes_with_nul();
-    if bytes.len() > libc::IFNAMSIZ {
-        return Err(fail("name longer than 15 bytes".into()));
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
+    let mut ifr = ifreq(name).map_err(|why| fail(why.into()))?;
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
     if mode != Mode::Reopen {
         flags |= libc::IFF_TUN_EXCL;
@@ -102,6 +93,24 @@ pub fn open(name: &str, mode: Mode) -> Result<OwnedFd, HelperError> {
         set_persist(&fd, true)?;
     }
     Ok(fd)
+}
+
+/// An all-zero `ifreq` naming interface `name`.
+///
+/// # Errors
+/// Why the name does not fit: a NUL byte, or longer than 15 bytes.
+pub(crate) fn ifreq(name: &str) -> Result<libc::ifreq, &'static str> {
+    let cname = CString::new(name).map_err(|_| "name contains a NUL byte")?;
+    let bytes = cname.as_bytes_with_nul();
+    if bytes.len() > libc::IFNAMSIZ {
+        return Err("name longer than 15 bytes");
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(ifr)
 }
 
 /// Sets or clears `TUNSETPERSIST`; a non-persistent TAP disappears with its last fd.

@@ -230,10 +230,7 @@ impl Engine {
         let polled = guarded(|| {
             let reply = gw_buf.get_mut(VNET_HDR_LEN..)?;
             let n = gateway.poll_at(Instant::now(), reply)?;
-            let out = gw_buf.get_mut(..VNET_HDR_LEN + n)?;
-            // A zeroed virtio-net header: no offload flags, no GSO.
-            out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
-            emit_from_gateway(net, ports, flood, captures, out, now);
+            emit_gateway_reply(net, ports, flood, captures, gw_buf, n, now);
             Some(())
         });
         if let Err(msg) = polled {
@@ -576,13 +573,7 @@ impl Engine {
             return;
         };
         match gateway.on_frame(frame, reply) {
-            Some(n) => {
-                if let Some(out) = gw_buf.get_mut(..VNET_HDR_LEN + n) {
-                    // A zeroed virtio-net header: no offload flags, no GSO.
-                    out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
-                    emit_from_gateway(net, ports, flood, captures, out, now);
-                }
-            }
+            Some(n) => emit_gateway_reply(net, ports, flood, captures, gw_buf, n, now),
             None => {
                 nat.on_frame(frame, &mut |f: &[u8]| {
                     emit_from_gateway(net, ports, flood, captures, f, now)
@@ -611,6 +602,23 @@ fn give_back_memory() {
     // SAFETY: malloc_trim has no preconditions; it only releases memory that is free.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Sends the reply of `n` bytes the gateway wrote after the virtio-net header room in
+/// `gw_buf`, with a zeroed header (no offload flags, no GSO).
+fn emit_gateway_reply(
+    net: &mut Network,
+    ports: &mut Ports,
+    flood: &mut Vec<PortId>,
+    captures: &mut Captures,
+    gw_buf: &mut [u8],
+    n: usize,
+    now: u64,
+) {
+    if let Some(out) = gw_buf.get_mut(..VNET_HDR_LEN + n) {
+        out.iter_mut().take(VNET_HDR_LEN).for_each(|b| *b = 0);
+        emit_from_gateway(net, ports, flood, captures, out, now);
     }
 }
 

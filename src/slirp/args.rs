@@ -358,20 +358,12 @@ fn check_fd(what: &str, fd: i64) -> Result<RawFd, String> {
     Ok(fd)
 }
 
+/// The API's interface-name rule (`crate::daemon::inputs::check_ifname`), with the drop-in's
+/// wording.
 fn check_ifname(name: &str) -> Result<(), String> {
-    let ok = (1..=15).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid TAPNAME {name:?}: 1-15 characters of [A-Za-z0-9_.-]"
-        ))
-    }
+    crate::daemon::inputs::check_ifname(name).map_err(|_| {
+        format!("invalid TAPNAME {name:?}: 1-15 characters of [A-Za-z0-9_.-], not . or ..")
+    })
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {

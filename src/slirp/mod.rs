@@ -300,22 +300,32 @@ async fn wait_for_the_end(exit: Option<OwnedFd>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    if let Some(fd) = exit {
-        std::thread::Builder::new()
-            .name("exit-fd".into())
-            .spawn(move || {
-                watch_exit_fd(&fd);
-                let _ = tx.send(());
-            })
-            .context("cannot watch the exit fd")?;
-    } else {
-        std::mem::forget(tx);
-    }
+    let closed = match exit {
+        Some(fd) => {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name("exit-fd".into())
+                .spawn(move || {
+                    watch_exit_fd(&fd);
+                    let _ = tx.send(());
+                })
+                .context("cannot watch the exit fd")?;
+            Some(rx)
+        }
+        None => None,
+    };
+    let exit_closed = async {
+        match closed {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: exiting"),
         _ = int.recv() => tracing::info!("SIGINT: exiting"),
-        _ = rx => tracing::info!("exit fd closed: exiting"),
+        () = exit_closed => tracing::info!("exit fd closed: exiting"),
     }
     Ok(())
 }
